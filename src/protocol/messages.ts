@@ -1,0 +1,137 @@
+import { FerryError, isErrorCode, type ErrorCode } from './errors.ts';
+
+/**
+ * Control messages are JSON objects with a type tag `t`. Each type's fields are declared once, in the
+ * tables below; both the TypeScript types and the runtime validation come from those tables.
+ */
+type FieldSpec = 'str' | 'str?' | 'uint' | 'uint?' | 'bool?' | 'strs' | 'hex64' | 'hex64?' | 'json' | 'json?';
+type Spec = Record<string, FieldSpec>;
+
+interface FieldTypes {
+  str: string;
+  uint: number;
+  bool: boolean;
+  strs: string[];
+  hex64: string;
+  json: unknown;
+}
+type Base<F extends FieldSpec> = F extends `${infer B}?` ? B : F;
+type Required<S extends Spec> = { [K in keyof S as S[K] extends `${string}?` ? never : K]: FieldTypes[Base<S[K]> & keyof FieldTypes] };
+type Optional<S extends Spec> = { [K in keyof S as S[K] extends `${string}?` ? K : never]?: FieldTypes[Base<S[K]> & keyof FieldTypes] };
+type FromSpec<S extends Spec> = Required<S> & Optional<S>;
+type Union<T extends Record<string, Spec>> = { [K in keyof T]: { t: K } & FromSpec<T[K]> }[keyof T];
+
+/** Messages a client sends. */
+export const CLIENT_MESSAGES = {
+  hello: { v: 'uint', agent: 'str', features: 'strs' },
+  signup: { user: 'str', password: 'str' },
+  login: { user: 'str', password: 'str' },
+  list: { path: 'str' },
+  stat: { path: 'str' },
+  put: { path: 'str', size: 'uint', mtime: 'uint?', overwrite: 'bool?', parents: 'bool?', resume: 'bool?' },
+  from: { offset: 'uint' },
+  end: { sha256: 'hex64' },
+  get: { path: 'str', offset: 'uint?' },
+  cancel: {},
+  delete: { path: 'str' },
+  mkdir: { path: 'str', parents: 'bool?' },
+  rename: { from: 'str', to: 'str', overwrite: 'bool?' },
+  log: { all: 'bool?', limit: 'uint?' },
+  clearlog: {},
+  ping: {},
+  bye: {},
+} as const satisfies Record<string, Spec>;
+
+/** Messages a server sends. */
+export const SERVER_MESSAGES = {
+  welcome: { v: 'uint', agent: 'str', features: 'strs', maxData: 'uint', maxMessage: 'uint', signup: 'str' },
+  ok: { result: 'json?' },
+  error: { code: 'str', message: 'str' },
+  entries: { entries: 'json' },
+  events: { events: 'json' },
+  meta: { size: 'uint', mtime: 'uint' },
+  resume: { offset: 'uint', sha256: 'hex64' },
+  end: { sha256: 'hex64' },
+} as const satisfies Record<string, Spec>;
+
+export type ClientMessage = Union<typeof CLIENT_MESSAGES>;
+export type ServerMessage = Union<typeof SERVER_MESSAGES>;
+export type ClientMessageType = ClientMessage['t'];
+export type ServerMessageType = ServerMessage['t'];
+export type ClientMessageOf<T extends ClientMessageType> = Extract<ClientMessage, { t: T }>;
+export type ServerMessageOf<T extends ServerMessageType> = Extract<ServerMessage, { t: T }>;
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+function checkField(type: FieldSpec, value: unknown): boolean {
+  switch (type.replace('?', '') as Base<FieldSpec>) {
+    case 'str':
+      return typeof value === 'string';
+    case 'uint':
+      return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+    case 'bool':
+      return typeof value === 'boolean';
+    case 'strs':
+      return Array.isArray(value) && value.length <= 64 && value.every((v) => typeof v === 'string' && v.length <= 64);
+    case 'hex64':
+      return typeof value === 'string' && HEX64.test(value);
+    case 'json':
+      return value !== undefined;
+  }
+}
+
+function parse<T extends Record<string, Spec>>(table: T, body: Buffer | string): Union<T> {
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
+  } catch {
+    throw new FerryError('bad_message', 'Control message is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new FerryError('bad_message', 'Control message is not a JSON object');
+  }
+  const record = value as Record<string, unknown>;
+  const t = record.t;
+  if (typeof t !== 'string' || !Object.hasOwn(table, t)) {
+    throw new FerryError('unknown_message', `Unknown message type ${JSON.stringify(t).slice(0, 40)}`);
+  }
+  const spec = table[t] as Spec;
+  for (const key of Object.keys(record)) {
+    if (key !== 't' && !Object.hasOwn(spec, key)) throw new FerryError('bad_message', `Message '${t}' has an unknown field '${key.slice(0, 40)}'`);
+  }
+  for (const [key, type] of Object.entries(spec)) {
+    const present = record[key] !== undefined;
+    if (!present) {
+      if (!type.endsWith('?')) throw new FerryError('bad_message', `Message '${t}' lacks field '${key}'`);
+      continue;
+    }
+    if (!checkField(type, record[key])) throw new FerryError('bad_message', `Message '${t}' has a bad '${key}'`);
+  }
+  return record as Union<T>;
+}
+
+/** Parses and validates a client's control message (used by the server: trusts nothing). */
+export function parseClientMessage(body: Buffer | string): ClientMessage {
+  return parse(CLIENT_MESSAGES, body);
+}
+
+/** Parses and validates a server's control message (used by the client). */
+export function parseServerMessage(body: Buffer | string): ServerMessage {
+  const msg = parse(SERVER_MESSAGES, body);
+  if (msg.t === 'error' && !isErrorCode(msg.code)) {
+    // An unknown code from a newer server is kept as 'internal' so that callers can switch on it safely.
+    return { t: 'error', code: 'internal', message: `${msg.code}: ${msg.message}` };
+  }
+  return msg;
+}
+
+export type ErrorMessage = { t: 'error'; code: ErrorCode; message: string };
+
+/** One entry of a directory listing, as sent in `entries` and `stat`. */
+export interface Entry {
+  name: string;
+  type: 'file' | 'dir';
+  size: number;
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+}
