@@ -48,7 +48,7 @@ export class FrameDecoder {
 
   /** True between frames: a connection that ends here ended cleanly. */
   get atBoundary(): boolean {
-    return this.state === State.Header && this.headerSeen === 0;
+    return (this.state === State.Header && this.headerSeen === 0) || (this.state === State.Preamble && this.preambleSeen === 0);
   }
 
   /** Feeds bytes. Throws the FerryError that ends the connection (and keeps throwing it afterwards). */

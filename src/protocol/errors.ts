@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   timeout: { fatal: true, retryable: true, text: 'the peer was silent for too long' },
   too_many_connections: { fatal: true, retryable: true, text: 'the server has too many connections (in total or from this address)' },
   shutting_down: { fatal: true, retryable: true, text: 'the server is stopping' },
+  connection_lost: { fatal: true, retryable: true, text: 'the connection was lost' },
   // Request-level: the request failed, the connection goes on.
   auth_required: { fatal: false, retryable: false, text: 'log in first' },
   auth_failed: { fatal: false, retryable: false, text: 'wrong user name or password' },

@@ -93,7 +93,7 @@ function parse<T extends Record<string, Spec>>(table: T, body: Buffer | string):
   const record = value as Record<string, unknown>;
   const t = record.t;
   if (typeof t !== 'string' || !Object.hasOwn(table, t)) {
-    throw new FerryError('unknown_message', `Unknown message type ${JSON.stringify(t).slice(0, 40)}`);
+    throw new FerryError('unknown_message', `Unknown message type ${String(JSON.stringify(t) ?? "(none)").slice(0, 40)}`);
   }
   const spec = table[t] as Spec;
   for (const key of Object.keys(record)) {

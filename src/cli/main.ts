@@ -1,0 +1,57 @@
+import { cac } from 'cac';
+import { VERSION } from '../version.ts';
+
+/** Builds the command line. Each action imports its module lazily, so `--help` loads nothing heavy. */
+export function buildCli() {
+  const cli = cac('ferry');
+
+  cli
+    .command('serve', 'Run a ferry server')
+    .option('--host <host>', 'Address to listen on', { default: '0.0.0.0' })
+    .option('--port <port>', 'Port to listen on (0: any free port)', { default: 2121 })
+    .option('--data <dir>', 'Data directory (identity, users, audit log, homes)', { default: './ferry-data' })
+    .option('--signup <mode>', 'open: anyone may create an account; closed: only `ferry user add`', { default: 'open' })
+    .option('--insecure', 'Plain TCP without TLS (clients need --insecure too)')
+    .example('ferry serve --data ./ferry-data --port 2121')
+    .action(async (options) => (await import('./serve.ts')).runServe(options));
+
+  cli
+    .command('connect [server]', 'Connect to a server: interactive in a terminal, one command per line from stdin otherwise')
+    .option('--user <name>', 'User name (needed when not a terminal; the password comes from FERRY_PASSWORD)')
+    .option('--fingerprint <fp>', "Pin the server's certificate fingerprint (SHA256:...)")
+    .option('--signup', 'Not a terminal: create the account first')
+    .option('--insecure', 'Plain TCP without TLS (the server must allow it)')
+    .example('ferry connect files.example.org:2121')
+    .example('echo "LIST" | FERRY_PASSWORD=... ferry connect host --user alice --fingerprint SHA256:...')
+    .action(async (server, options) => (await import('./connect.ts')).runConnect(server, options));
+
+  cli
+    .command('user <action> [name]', 'Offline account admin: add | remove | list | passwd (run on the server machine)')
+    .option('--data <dir>', 'Data directory of the server', { default: './ferry-data' })
+    .option('--admin', 'add: make the account an admin')
+    .option('--perms <list>', 'add: comma-separated permissions (list,download,upload,overwrite,delete,rename,mkdir)')
+    .example('ferry user add alice --data ./ferry-data --admin')
+    .action(async (action, name, options) => (await import('./user.ts')).runUserCommand(action, name, options));
+
+  cli.help();
+  cli.version(VERSION);
+  return cli;
+}
+
+/** Runs the CLI; resolves when the command has finished. Errors are thrown to the caller. */
+export async function main(argv: string[]): Promise<void> {
+  const cli = buildCli();
+  cli.parse(argv, { run: false });
+  if (cli.options.help || cli.options.version) return;
+  if (!cli.matchedCommand) {
+    const word = cli.args[0];
+    if (word !== undefined) throw new UsageError(`Unknown command '${word}'; see ferry --help`);
+    cli.outputHelp();
+    return;
+  }
+  await cli.runMatchedCommand();
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}

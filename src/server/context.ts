@@ -1,0 +1,19 @@
+import type { AuditLog } from '../audit/log.ts';
+import type { LoginThrottle } from '../auth/throttle.ts';
+import type { UserStore } from '../auth/users.ts';
+import type { StorageDriver } from '../storage/storage.ts';
+import type { ServerLog } from './console.ts';
+import type { ServerOptions } from './options.ts';
+
+/** What every session of one server shares. */
+export interface ServerContext {
+  readonly options: ServerOptions;
+  readonly users: UserStore;
+  readonly throttle: LoginThrottle;
+  readonly audit: AuditLog;
+  readonly storage: StorageDriver;
+  readonly log: ServerLog;
+  readonly agent: string;
+  /** Features this server offers in the handshake. */
+  readonly features: readonly string[];
+}

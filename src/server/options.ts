@@ -1,0 +1,37 @@
+import { DEFAULT_LIMITS, type Limits } from '../protocol/mod.ts';
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  /** Everything lives here: identity/, users.json, audit.log, homes/, .partial/. */
+  dataDir: string;
+  signup: 'open' | 'closed';
+  /** Plain TCP instead of TLS (explicit opt-in, warned about). */
+  insecure: boolean;
+  limits: Limits;
+  /** Preamble + hello must arrive within this time. */
+  handshakeTimeoutMs: number;
+  /** A connection must log in within this time of connecting. */
+  authTimeoutMs: number;
+  /** A logged-in connection with no traffic at all for this long is closed. */
+  idleTimeoutMs: number;
+  maxConnections: number;
+  maxConnectionsPerAddress: number;
+  /** Partial uploads older than this are swept at start-up. */
+  partialMaxAgeMs: number;
+}
+
+export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
+  host: '0.0.0.0',
+  port: 2121,
+  dataDir: './ferry-data',
+  signup: 'open',
+  insecure: false,
+  limits: { ...DEFAULT_LIMITS },
+  handshakeTimeoutMs: 10_000,
+  authTimeoutMs: 120_000,
+  idleTimeoutMs: 15 * 60_000,
+  maxConnections: 1024,
+  maxConnectionsPerAddress: 32,
+  partialMaxAgeMs: 7 * 24 * 3600_000,
+};

@@ -1,0 +1,633 @@
+import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { AuditEvent } from '../audit/event.ts';
+import { burnPasswordCheck, validatePassword, verifyPassword } from '../auth/password.ts';
+import { validateUsername } from '../auth/users.ts';
+import type { Account, Permission } from '../auth/types.ts';
+import {
+  FerryError, PROTOCOL_VERSION, parseClientMessage, type ClientMessage, type ClientMessageOf, type Entry,
+} from '../protocol/mod.ts';
+import type { Storage, Upload } from '../storage/storage.ts';
+import { Wire } from '../transport/wire.ts';
+import type { ServerContext } from './context.ts';
+
+type Item =
+  | { kind: 'msg'; id: number; msg: ClientMessage; bytes: number }
+  | { kind: 'data'; id: number; chunk: Buffer; bytes: number };
+
+interface UploadState {
+  upload: Upload;
+  path: string;
+  started: number;
+  awaitingFrom: boolean;
+}
+
+interface DownloadState {
+  cancelled: boolean;
+}
+
+/** Incoming bytes queued beyond this pause the socket until the queue is worked off. */
+const QUEUE_HIGH = 8 * 1024 * 1024;
+const QUEUE_LOW = 2 * 1024 * 1024;
+/** Consecutive data frames of one upload are written together, up to this many bytes. */
+const WRITE_BATCH = 4 * 1024 * 1024;
+const READ_CHUNK = 512 * 1024;
+/** Server-sent listing messages stay well under a client's 64 KiB message limit. */
+const PAGE_JSON_BUDGET = 48 * 1024;
+const MAX_REFUSED_IDS = 1024;
+
+/** The original's words for each request, for the console. */
+const INSTRUCTION: Partial<Record<ClientMessage['t'], string>> = {
+  put: 'UPLD', get: 'DWLD', list: 'LIST', delete: 'DELF', log: 'RDLOG', clearlog: 'CLRLOG', mkdir: 'MKDIR',
+  rename: 'RENAME', stat: 'STAT', signup: 'SIGNUP', login: 'LOGIN',
+};
+
+let nextSessionNumber = 1;
+
+/**
+ * One client connection: handshake, log-in, then requests. Frames are processed strictly in the order
+ * they arrive (so a pipelined `login` + `list`, or `put a` + `rename a b`, mean what they say); a
+ * download's bytes are streamed in the background once its file is open, so many can interleave.
+ */
+export class Session {
+  readonly number = nextSessionNumber++;
+  readonly address: string;
+  private readonly wire: Wire;
+  private stage: 'hello' | 'auth' | 'ready' | 'closed' = 'hello';
+  private account: Account | null = null;
+  private storage: Storage | null = null;
+  private readonly queue: Item[] = [];
+  private queuedBytes = 0;
+  private pumping = false;
+  private pausedForQueue = false;
+  private readonly uploads = new Map<number, UploadState>();
+  private readonly downloads = new Map<number, DownloadState>();
+  /** Refused puts: their data frames are dropped until the client's `end` or `cancel`. */
+  private readonly refused = new Set<number>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private closedResolve!: () => void;
+  readonly closed = new Promise<void>((resolve) => (this.closedResolve = resolve));
+
+  constructor(
+    socket: Socket,
+    private readonly ctx: ServerContext,
+  ) {
+    const host = socket.remoteAddress ?? '?';
+    this.address = host.includes(':') ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
+    this.wire = new Wire(
+      socket,
+      {
+        onMessage: (id, body) => this.enqueue({ kind: 'msg', id, msg: parseClientMessage(body), bytes: body.length }),
+        onData: (id, chunk) => this.enqueue({ kind: 'data', id, chunk, bytes: chunk.length }),
+        onClose: (err) => void this.onClose(err),
+      },
+      ctx.options.limits,
+    );
+    const { handshakeTimeoutMs, authTimeoutMs, idleTimeoutMs } = ctx.options;
+    this.timers.push(setTimeout(() => this.stage === 'hello' && this.timeout('handshake'), handshakeTimeoutMs));
+    this.timers.push(setTimeout(() => this.stage !== 'ready' && this.timeout('log-in'), authTimeoutMs));
+    socket.setTimeout(idleTimeoutMs, () => this.timeout('idle'));
+    this.info('Connected');
+  }
+
+  get user(): string | null {
+    return this.account?.name ?? null;
+  }
+
+  /** Ends the session from the server side with a final error frame (shutdown, connection caps). */
+  terminate(error: FerryError): void {
+    this.wire.fail(error);
+  }
+
+  private info(line: string): void {
+    this.ctx.log.info(`[#${this.number} ${this.address}${this.account ? ` ${this.account.name}` : ''}] ${line}`);
+  }
+
+  private timeout(what: string): void {
+    if (this.stage === 'closed') return;
+    this.info(`Closing: ${what} timeout`);
+    this.wire.fail(new FerryError('timeout', `No ${what} within the time allowed`));
+  }
+
+  // ---- queue -------------------------------------------------------------------------------------
+
+  private enqueue(item: Item): void {
+    if (this.stage === 'closed') return;
+    this.queue.push(item);
+    this.queuedBytes += item.bytes;
+    if (!this.pausedForQueue && this.queuedBytes > QUEUE_HIGH) {
+      this.pausedForQueue = true;
+      this.wire.pause();
+    }
+    if (!this.pumping) void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0 && this.stage !== 'closed') {
+        const item = this.queue.shift() as Item;
+        let bytes = item.bytes;
+        try {
+          if (item.kind === 'data') {
+            const chunks = [item.chunk];
+            let batch = item.chunk.length;
+            while (batch < WRITE_BATCH) {
+              const next = this.queue[0];
+              if (!next || next.kind !== 'data' || next.id !== item.id) break;
+              this.queue.shift();
+              chunks.push(next.chunk);
+              batch += next.chunk.length;
+              bytes += next.bytes;
+            }
+            await this.onData(item.id, chunks);
+          } else {
+            await this.onRequest(item.id, item.msg);
+          }
+        } finally {
+          this.queuedBytes -= bytes;
+          if (this.pausedForQueue && this.queuedBytes < QUEUE_LOW) {
+            this.pausedForQueue = false;
+            this.wire.resume();
+          }
+        }
+      }
+    } catch (err) {
+      // Only protocol violations get here (request errors are answered in onRequest).
+      this.wire.fail(err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  // ---- dispatch ----------------------------------------------------------------------------------
+
+  private async onRequest(id: number, msg: ClientMessage): Promise<void> {
+    if (this.stage === 'hello') {
+      if (msg.t !== 'hello' || id !== 0) throw new FerryError('unexpected_message', `Expected 'hello' first, got '${msg.t}'`);
+      return this.onHello(msg);
+    }
+    switch (msg.t) {
+      case 'hello':
+        throw new FerryError('unexpected_message', "A second 'hello'");
+      case 'end':
+        return this.onEnd(id, msg);
+      case 'from':
+        return this.onFrom(id, msg);
+      case 'cancel':
+        return this.onCancel(id);
+      default:
+        break;
+    }
+    if (id === 0 && msg.t !== 'bye') throw new FerryError('unexpected_message', `Request '${msg.t}' without an id`);
+    if (this.uploads.has(id) || this.downloads.has(id) || this.refused.has(id)) {
+      throw new FerryError('duplicate_id', `Request id ${id} is already in use`);
+    }
+    const started = Date.now();
+    try {
+      const result = await this.handle(id, msg, started);
+      if (result !== undefined) this.wire.send(id, result === null ? { t: 'ok' } : { t: 'ok', result });
+    } catch (err) {
+      const ferr = this.asFerryError(err, msg);
+      if (ferr.fatal) throw ferr;
+      if (msg.t === 'put') this.refuse(id);
+      this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
+      const word = INSTRUCTION[msg.t];
+      if (word) this.info(`${word} ${describe(msg)}: ${ferr.code}: ${ferr.message}`);
+    }
+  }
+
+  /** Handles one request; returns the `ok` result (null for a bare ok), or undefined when it replies itself. */
+  private async handle(id: number, msg: ClientMessage, started: number): Promise<object | null | undefined> {
+    switch (msg.t) {
+      case 'ping':
+        return null;
+      case 'bye':
+        this.wire.send(id, { t: 'ok' });
+        this.stage = 'closed';
+        this.wire.end();
+        return undefined;
+      case 'signup':
+        return this.onSignup(msg);
+      case 'login':
+        return this.onLogin(msg);
+      default:
+        break;
+    }
+    if (this.stage !== 'ready' || !this.storage || !this.account) throw new FerryError('auth_required', 'Log in first (LOGIN or SIGNUP)');
+    const storage = this.storage;
+    switch (msg.t) {
+      case 'list':
+        return this.onList(id, msg, storage);
+      case 'stat': {
+        this.need('list');
+        const entry = await storage.stat(msg.path);
+        if (!entry) throw new FerryError('not_found', `No such file or directory: '${msg.path}'`);
+        return { entry };
+      }
+      case 'put':
+        return this.onPut(id, msg, storage, started);
+      case 'get':
+        return this.onGet(id, msg, storage, started);
+      case 'delete': {
+        this.need('delete');
+        await this.audited({ event: 'delete', path: msg.path }, () => storage.remove(msg.path));
+        this.info(`DELF ${msg.path}: deleted`);
+        return null;
+      }
+      case 'mkdir': {
+        this.need('mkdir');
+        await this.audited({ event: 'mkdir', path: msg.path }, () => storage.mkdir(msg.path, { parents: msg.parents === true }));
+        this.info(`MKDIR ${msg.path}: created`);
+        return null;
+      }
+      case 'rename': {
+        this.need('rename');
+        if (msg.overwrite && (await storage.stat(msg.to))) this.need('overwrite');
+        await this.audited({ event: 'rename', path: msg.from, to: msg.to }, () =>
+          storage.rename(msg.from, msg.to, { overwrite: msg.overwrite === true }),
+        );
+        this.info(`RENAME ${msg.from} -> ${msg.to}: done`);
+        return null;
+      }
+      case 'log':
+        return this.onLog(id, msg);
+      case 'clearlog':
+        return this.onClearLog();
+    }
+    throw new FerryError('unexpected_message', `Unexpected '${msg.t}'`);
+  }
+
+  private asFerryError(err: unknown, msg: ClientMessage): FerryError {
+    if (err instanceof FerryError) return err;
+    this.ctx.log.warn(`[#${this.number}] internal error in '${msg.t}': ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    return new FerryError('internal', 'The server hit an unexpected error; it has been logged');
+  }
+
+  private need(perm: Permission): void {
+    if (!this.account?.perms.has(perm)) {
+      throw new FerryError('permission_denied', `Your account may not ${perm === 'list' ? 'list or stat' : perm}`);
+    }
+  }
+
+  private audit(event: Omit<AuditEvent, 'time' | 'user' | 'address'> & { user?: string }): void {
+    const full = { user: this.account?.name ?? '?', address: this.address, ...event };
+    this.ctx.audit.append(full).catch((err: unknown) => this.ctx.log.warn(`audit log append failed: ${String(err)}`));
+  }
+
+  /** Runs an operation and records it in the audit log with its result either way. */
+  private async audited<T>(event: Omit<AuditEvent, 'time' | 'user' | 'address' | 'result'>, op: () => Promise<T>): Promise<T> {
+    try {
+      const value = await op();
+      this.audit({ ...event, result: 'ok' });
+      return value;
+    } catch (err) {
+      this.audit({ ...event, result: 'error', error: err instanceof FerryError ? err.code : 'internal' });
+      throw err;
+    }
+  }
+
+  // ---- handshake and accounts --------------------------------------------------------------------
+
+  private onHello(msg: ClientMessageOf<'hello'>): void {
+    if (msg.v !== PROTOCOL_VERSION) {
+      throw new FerryError('version_mismatch', `This server speaks protocol version ${PROTOCOL_VERSION}, the client ${msg.v}`);
+    }
+    const features = this.ctx.features.filter((f) => msg.features.includes(f));
+    this.wire.send(0, {
+      t: 'welcome',
+      v: PROTOCOL_VERSION,
+      agent: this.ctx.agent,
+      features,
+      maxData: this.ctx.options.limits.maxData,
+      maxMessage: this.ctx.options.limits.maxMessage,
+      signup: this.ctx.options.signup,
+    });
+    this.stage = 'auth';
+    this.info(`Handshake done (client ${msg.agent.slice(0, 64)})`);
+  }
+
+  private async onSignup(msg: ClientMessageOf<'signup'>): Promise<object> {
+    if (this.stage === 'ready') throw new FerryError('already_authenticated', 'Already logged in');
+    if (this.ctx.options.signup !== 'open') throw new FerryError('signup_closed', 'Sign-up is closed on this server; ask an admin for an account');
+    validateUsername(msg.user);
+    validatePassword(msg.password);
+    try {
+      const record = await this.ctx.users.add(msg.user, msg.password);
+      this.becomeUser({ name: record.name, role: record.role, perms: new Set(record.perms) });
+      this.audit({ event: 'signup', result: 'ok' });
+      this.info(`Signed up user: ${record.name}`);
+      return this.accountResult();
+    } catch (err) {
+      this.audit({ event: 'signup', user: msg.user, result: 'error', error: err instanceof FerryError ? err.code : 'internal' });
+      throw err;
+    }
+  }
+
+  private async onLogin(msg: ClientMessageOf<'login'>): Promise<object> {
+    if (this.stage === 'ready') throw new FerryError('already_authenticated', 'Already logged in');
+    const { throttle, users } = this.ctx;
+    const host = this.address.replace(/:\d+$/, '');
+    const name = msg.user.slice(0, 64);
+    const gate = throttle.check(host, name);
+    if (!gate.allowed) {
+      const seconds = Math.ceil(gate.retryAfterMs / 1000);
+      this.audit({ event: 'login_failed', user: name, result: 'error', error: 'locked_out' });
+      this.info(`Authentication failed for user: ${name} (locked out for ${seconds} s)`);
+      throw new FerryError('locked_out', `Too many failed log-ins; try again in ${seconds} s`);
+    }
+    const record = await users.get(name).catch(() => null);
+    const ok = record ? await verifyPassword(msg.password, record.hash) : (await burnPasswordCheck(msg.password), false);
+    if (!ok || !record) {
+      throttle.failure(host, name);
+      const delay = throttle.delayFor(host, name);
+      this.audit({ event: 'login_failed', user: name, result: 'error', error: 'auth_failed' });
+      this.info(`Authentication failed for user: ${name}`);
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      throw new FerryError('auth_failed', 'Wrong user name or password');
+    }
+    throttle.success(host, name);
+    this.becomeUser({ name: record.name, role: record.role, perms: new Set(record.perms) });
+    this.audit({ event: 'login', result: 'ok' });
+    this.info(`Authentication successful for user: ${record.name}`);
+    return this.accountResult();
+  }
+
+  private becomeUser(account: Account): void {
+    this.account = account;
+    this.storage = this.ctx.storage.forUser(account.name);
+    this.stage = 'ready';
+  }
+
+  private accountResult(): object {
+    const a = this.account as Account;
+    return { user: a.name, role: a.role, perms: [...a.perms] };
+  }
+
+  // ---- listing and log ---------------------------------------------------------------------------
+
+  /** Sends items as several messages of type `t`, each well under the client's message limit. */
+  private async sendPaged<T>(id: number, t: 'entries' | 'events', key: 'entries' | 'events', items: readonly T[]): Promise<void> {
+    let page: T[] = [];
+    let size = 0;
+    const flush = async () => {
+      if (page.length === 0) return;
+      if (!this.wire.send(id, { t, [key]: page })) await this.wire.drained();
+      page = [];
+      size = 0;
+    };
+    for (const item of items) {
+      const itemSize = JSON.stringify(item).length + 1;
+      if (size + itemSize > PAGE_JSON_BUDGET) await flush();
+      page.push(item);
+      size += itemSize;
+    }
+    await flush();
+  }
+
+  private async onList(id: number, msg: ClientMessageOf<'list'>, storage: Storage): Promise<object> {
+    this.need('list');
+    const target = await storage.stat(msg.path);
+    if (!target) throw new FerryError('not_found', `No such file or directory: '${msg.path}'`);
+    let count = 0;
+    let bytes = 0;
+    const tally = (entries: readonly Entry[]) => {
+      count += entries.length;
+      for (const e of entries) if (e.type === 'file') bytes += e.size;
+    };
+    if (target.type === 'file') {
+      await this.sendPaged(id, 'entries', 'entries', [target]);
+      tally([target]);
+    } else {
+      for await (const page of storage.list(msg.path)) {
+        await this.sendPaged(id, 'entries', 'entries', page);
+        tally(page);
+      }
+    }
+    this.info(`LIST ${msg.path || '.'}: ${count} entries`);
+    return { count, bytes };
+  }
+
+  private async onLog(id: number, msg: ClientMessageOf<'log'>): Promise<object> {
+    const account = this.account as Account;
+    const admin = account.role === 'admin';
+    const all = admin && msg.all !== false;
+    const events = await this.ctx.audit.read(all ? { limit: msg.limit ?? 1000 } : { user: account.name, limit: msg.limit ?? 1000 });
+    await this.sendPaged(id, 'events', 'events', events);
+    this.audit({ event: 'log_read', result: 'ok', detail: all ? 'all users' : 'own events' });
+    this.info(`RDLOG: ${events.length} events${all ? ' (all users)' : ''}`);
+    return { count: events.length, scope: all ? 'all' : 'own' };
+  }
+
+  private async onClearLog(): Promise<object> {
+    const account = this.account as Account;
+    if (account.role !== 'admin') {
+      this.audit({ event: 'log_clear', result: 'error', error: 'permission_denied' });
+      throw new FerryError('permission_denied', 'Only an admin may clear the log');
+    }
+    const archive = await this.ctx.audit.clear(account.name, this.address);
+    this.info(`CLRLOG: archived as ${archive}`);
+    return { archive };
+  }
+
+  // ---- uploads -----------------------------------------------------------------------------------
+
+  private refuse(id: number): void {
+    if (this.refused.size >= MAX_REFUSED_IDS) throw new FerryError('unexpected_message', 'Too many refused uploads left open');
+    this.refused.add(id);
+  }
+
+  private async onPut(id: number, msg: ClientMessageOf<'put'>, storage: Storage, started: number): Promise<undefined> {
+    this.need('upload');
+    const existing = await storage.stat(msg.path);
+    if (existing?.type === 'dir') throw new FerryError('is_a_directory', `'${msg.path}' is a directory`);
+    if (existing && msg.overwrite) this.need('overwrite');
+    if (existing && !msg.overwrite) throw new FerryError('exists', `'${msg.path}' exists (use overwrite to replace it)`);
+    if (msg.parents) this.need('mkdir');
+    const upload = await storage.createUpload(msg.path, {
+      size: msg.size,
+      overwrite: msg.overwrite === true,
+      parents: msg.parents === true,
+      resume: msg.resume === true,
+      ...(msg.mtime !== undefined ? { mtime: msg.mtime } : {}),
+    });
+    const resume = msg.resume === true;
+    this.uploads.set(id, { upload, path: msg.path, started, awaitingFrom: resume });
+    if (resume) this.wire.send(id, { t: 'resume', offset: upload.offset, sha256: upload.prefixSha256 });
+    return undefined;
+  }
+
+  private async onFrom(id: number, msg: ClientMessageOf<'from'>): Promise<void> {
+    if (this.refused.has(id)) return;
+    const state = this.uploads.get(id);
+    if (!state || !state.awaitingFrom) throw new FerryError('unexpected_message', `'from' for request ${id}, which is not waiting for it`);
+    state.awaitingFrom = false;
+    if (msg.offset === state.upload.offset) return;
+    if (msg.offset === 0) return state.upload.restart();
+    throw new FerryError('unexpected_message', `'from' offset ${msg.offset} is neither 0 nor the offered ${state.upload.offset}`);
+  }
+
+  private async onData(id: number, chunks: Buffer[]): Promise<void> {
+    if (this.refused.has(id)) return;
+    const state = this.uploads.get(id);
+    if (!state || state.awaitingFrom) throw new FerryError('unexpected_message', `Data for request ${id}, which is not an upload in progress`);
+    try {
+      await state.upload.write(chunks);
+    } catch (err) {
+      await this.failUpload(id, state, err);
+    }
+  }
+
+  private async onEnd(id: number, msg: ClientMessageOf<'end'>): Promise<void> {
+    if (this.refused.delete(id)) return;
+    const state = this.uploads.get(id);
+    if (!state || state.awaitingFrom) throw new FerryError('unexpected_message', `'end' for request ${id}, which is not an upload in progress`);
+    try {
+      const entry = await state.upload.commit(msg.sha256);
+      this.uploads.delete(id);
+      const durationMs = Date.now() - state.started;
+      const resumedFrom = state.upload.offset;
+      this.wire.send(id, { t: 'ok', result: { size: entry.size, sha256: msg.sha256, resumedFrom, entry } });
+      this.audit({ event: 'upload', path: state.path, bytes: entry.size, durationMs, sha256: msg.sha256, result: 'ok' });
+      this.info(`UPLD ${state.path}: received ${entry.size} B in ${durationMs} ms${resumedFrom ? ` (resumed at ${resumedFrom})` : ''}, sha256 verified`);
+    } catch (err) {
+      // commit() removes the partial itself on a mismatch; the id is finished either way.
+      this.uploads.delete(id);
+      await state.upload.abort(false).catch(() => {});
+      const ferr = this.asFerryError(err, { t: 'put', path: state.path, size: 0 });
+      this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
+      this.audit({ event: 'upload', path: state.path, result: 'error', error: ferr.code });
+      this.info(`UPLD ${state.path}: ${ferr.code}: ${ferr.message}`);
+    }
+  }
+
+  private async failUpload(id: number, state: UploadState, err: unknown): Promise<void> {
+    this.uploads.delete(id);
+    this.refuse(id);
+    await state.upload.abort(false).catch(() => {});
+    const ferr = this.asFerryError(err, { t: 'put', path: state.path, size: 0 });
+    this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
+    this.audit({ event: 'upload', path: state.path, result: 'error', error: ferr.code });
+    this.info(`UPLD ${state.path}: ${ferr.code}: ${ferr.message}`);
+  }
+
+  private async onCancel(id: number): Promise<void> {
+    if (this.refused.delete(id)) return;
+    const up = this.uploads.get(id);
+    if (up) {
+      this.uploads.delete(id);
+      await up.upload.abort(false).catch(() => {});
+      this.wire.send(id, { t: 'error', code: 'cancelled', message: 'Upload cancelled' });
+      this.audit({ event: 'upload', path: up.path, result: 'error', error: 'cancelled' });
+      return;
+    }
+    const down = this.downloads.get(id);
+    if (down) down.cancelled = true;
+    // Otherwise the request already finished: nothing to do.
+  }
+
+  // ---- downloads ---------------------------------------------------------------------------------
+
+  private async onGet(id: number, msg: ClientMessageOf<'get'>, storage: Storage, started: number): Promise<undefined> {
+    this.need('download');
+    const handle = await storage.openRead(msg.path);
+    const offset = msg.offset ?? 0;
+    if (offset > handle.size) {
+      await handle.close();
+      throw new FerryError('size_mismatch', `Resume offset ${offset} is past the end of '${msg.path}' (${handle.size} bytes)`);
+    }
+    const state: DownloadState = { cancelled: false };
+    this.downloads.set(id, state);
+    this.wire.send(id, { t: 'meta', size: handle.size, mtime: Math.floor(handle.mtime) });
+    void this.streamDownload(id, msg.path, handle, offset, state, started);
+    return undefined;
+  }
+
+  private async streamDownload(
+    id: number,
+    path: string,
+    handle: Awaited<ReturnType<Storage['openRead']>>,
+    offset: number,
+    state: DownloadState,
+    started: number,
+  ): Promise<void> {
+    const hash = createHash('sha256');
+    const frame = Math.min(this.ctx.options.limits.maxData, READ_CHUNK);
+    let position = 0;
+    try {
+      while (position < handle.size && !state.cancelled && !this.wire.isClosed) {
+        const buf = await handle.read(position, Math.min(READ_CHUNK, handle.size - position));
+        if (buf.length === 0) break;
+        hash.update(buf);
+        let ok = true;
+        for (let at = Math.max(0, offset - position); at < buf.length; at += frame) {
+          ok = this.wire.sendData(id, buf.subarray(at, at + frame));
+        }
+        position += buf.length;
+        if (!ok) await this.wire.drained();
+      }
+      if (this.wire.isClosed) return;
+      if (state.cancelled) {
+        this.wire.send(id, { t: 'error', code: 'cancelled', message: 'Download cancelled' });
+        this.audit({ event: 'download', path, result: 'error', error: 'cancelled' });
+        return;
+      }
+      if (position !== handle.size) throw new FerryError('internal', `'${path}' changed while it was being sent`);
+      const sha256 = hash.digest('hex');
+      this.wire.send(id, { t: 'end', sha256 });
+      const durationMs = Date.now() - started;
+      this.audit({ event: 'download', path, bytes: handle.size, durationMs, sha256, result: 'ok' });
+      this.info(`DWLD ${path}: sent ${handle.size - offset} B in ${durationMs} ms${offset ? ` (resumed at ${offset})` : ''}`);
+    } catch (err) {
+      const ferr = this.asFerryError(err, { t: 'get', path });
+      this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
+      this.audit({ event: 'download', path, result: 'error', error: ferr.code });
+    } finally {
+      this.downloads.delete(id);
+      await handle.close().catch(() => {});
+    }
+  }
+
+  // ---- end of the connection ---------------------------------------------------------------------
+
+  private async onClose(err: Error | null): Promise<void> {
+    this.stage = 'closed';
+    for (const t of this.timers) clearTimeout(t);
+    this.queue.length = 0;
+    for (const d of this.downloads.values()) d.cancelled = true;
+    const aborts = [...this.uploads.values()].map((u) => u.upload.abort(true).catch(() => {}));
+    const interrupted = this.uploads.size;
+    this.uploads.clear();
+    await Promise.all(aborts);
+    this.info(`Disconnected${describeClose(err)}${interrupted ? ` (${interrupted} upload(s) interrupted, kept for resume)` : ''}`);
+    this.closedResolve();
+  }
+}
+
+function describe(msg: ClientMessage): string {
+  switch (msg.t) {
+    case 'put':
+    case 'get':
+    case 'list':
+    case 'stat':
+    case 'delete':
+    case 'mkdir':
+      return msg.path;
+    case 'rename':
+      return `${msg.from} -> ${msg.to}`;
+    case 'signup':
+    case 'login':
+      return msg.user.slice(0, 64);
+    default:
+      return '';
+  }
+}
+
+function describeClose(err: Error | null): string {
+  if (!err) return '';
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ECONNRESET') return ' (connection reset by peer)';
+  if (code === 'EPIPE') return ' (broken pipe)';
+  if (err instanceof FerryError) return ` (${err.code}: ${err.message})`;
+  return ` (${err.message})`;
+}

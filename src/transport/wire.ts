@@ -1,0 +1,139 @@
+import type { Socket } from 'node:net';
+import {
+  FerryError, FrameDecoder, PREAMBLE, encodeData, encodeMessage, type Limits,
+} from '../protocol/mod.ts';
+
+export interface WireHandlers {
+  onMessage(id: number, body: Buffer): void;
+  onData(id: number, chunk: Buffer, last: boolean): void;
+  /** The connection is gone: `error` is set when it ended badly (protocol error, reset, timeout). */
+  onClose(error: Error | null): void;
+}
+
+/**
+ * Glues a socket (TCP or TLS) to the pure frame decoder and encoder. Sends the preamble first, checks the
+ * peer's. Owns nothing else: sessions and clients decide what frames mean. Reading can be paused by
+ * several independent holders (each transfer that is behind), and resumes when all have let go.
+ */
+export class Wire {
+  readonly decoder: FrameDecoder;
+  private closed = false;
+  private pauses = 0;
+  private drainWaiters: Array<() => void> = [];
+  /** Bytes received and sent, including framing (for wire-level statistics). */
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly handlers: WireHandlers,
+    limits: Limits,
+  ) {
+    this.decoder = new FrameDecoder(handlers, { ...limits }, true);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        this.fail(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+    socket.on('drain', () => this.flushDrain());
+    socket.on('error', (err) => this.finish(err));
+    socket.on('close', () => {
+      const clean = this.decoder.atBoundary;
+      this.finish(clean ? null : new FerryError('unexpected_message', 'Connection closed in the middle of a frame'));
+    });
+    socket.on('end', () => {
+      // The peer half-closed: we have nothing more to say either.
+      if (!this.closed) socket.end();
+    });
+    this.writeRaw(Buffer.from(PREAMBLE));
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Limits the decoder enforces (raised or lowered after negotiation). */
+  setLimits(limits: Limits): void {
+    this.decoder.limits = { ...limits };
+  }
+
+  send(id: number, message: object): boolean {
+    return this.writeRaw(encodeMessage(id, message));
+  }
+
+  /** Sends one DATA frame; false means the socket buffer is full and the caller should `await drained()`. */
+  sendData(id: number, payload: Uint8Array): boolean {
+    if (this.closed) return false;
+    const [header, body] = encodeData(id, payload);
+    this.socket.cork();
+    this.socket.write(header);
+    const ok = this.socket.write(body);
+    this.socket.uncork();
+    this.bytesOut += header.length + body.length;
+    return ok;
+  }
+
+  /** Resolves when the socket's write buffer has drained (or at once when it is not full or closed). */
+  drained(): Promise<void> {
+    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  pause(): void {
+    if (this.pauses++ === 0) this.socket.pause();
+  }
+
+  resume(): void {
+    if (this.pauses > 0 && --this.pauses === 0 && !this.closed) this.socket.resume();
+  }
+
+  /** Sends a final error (id 0) and closes after it is flushed. */
+  fail(err: Error): void {
+    if (this.closed) return;
+    const ferr = err instanceof FerryError ? err : null;
+    if (ferr) {
+      this.send(0, { t: 'error', code: ferr.code, message: ferr.message });
+      this.socket.end();
+      // Do not wait forever for a peer that does not read.
+      setTimeout(() => this.socket.destroy(), 2000).unref();
+    } else {
+      this.socket.destroy();
+    }
+    this.finish(err);
+  }
+
+  /** Ends the connection politely (after pending writes). */
+  end(): void {
+    if (this.closed) return;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  destroy(err?: Error): void {
+    this.socket.destroy();
+    this.finish(err ?? null);
+  }
+
+  private writeRaw(buf: Buffer): boolean {
+    if (this.closed) return false;
+    this.bytesOut += buf.length;
+    return this.socket.write(buf);
+  }
+
+  private flushDrain(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private finish(error: Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.flushDrain();
+    this.handlers.onClose(error);
+  }
+}
