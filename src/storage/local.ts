@@ -1,0 +1,958 @@
+import { Buffer } from 'node:buffer';
+import { constants, type Stats } from 'node:fs';
+import { link, lstat, mkdir, open, opendir, realpath, rename, rmdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { createHash, type Hash } from 'node:crypto';
+import { join, resolve, sep } from 'node:path';
+import { FerryError } from '../protocol/errors.ts';
+import type { Entry } from '../protocol/messages.ts';
+import { joinVirtual, parseVirtualPath, quotePath } from './paths.ts';
+import type { ReadHandle, Storage, StorageDriver, Upload, UploadOptions } from './storage.ts';
+
+// Flags missing on a platform (Windows has no O_NOFOLLOW) are 0, which leaves the realpath checks.
+const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+// A FIFO planted in a home would block open() for reading forever; O_NONBLOCK makes it return at once.
+const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
+const O_DIRECTORY = constants.O_DIRECTORY ?? 0;
+const EMPTY_SHA256 = createHash('sha256').digest('hex');
+/** Directory entries stat'ed at once while listing or summing usage. */
+const STAT_BATCH = 64;
+const HASH_BUFFER = 1 << 20;
+
+/**
+ * Stores each user's files on the local disk, under one data directory:
+ *
+ * - `<data>/homes/<user>/`: the user's home (created on first use, mode 0700);
+ * - `<data>/.partial/<user>/`: uploads in progress, outside every home, as `<sha256(path)>-<size>.part`
+ *   with a JSON sidecar `<sha256(path)>-<size>.json` holding `{ path, size, created }`.
+ *
+ * Both live under the data directory, so committing an upload is a same-filesystem rename (or link).
+ *
+ * Confinement. Every path is parsed by `parseVirtualPath`, then resolved with `realpath` and required to
+ * stay inside `realpath(home)`; files are opened with `O_NOFOLLOW` on the resolved path. Symlinks in a
+ * home (clients cannot make them; an administrator or another program can):
+ * - a symlink whose target is inside the home is followed by `stat`, `list`, `openRead` and when used as
+ *   a directory in a path, and listed as what it points to; `remove`, `rename` and an overwriting upload
+ *   act on the link itself, as `rm` and `mv` do, never on its target;
+ * - a symlink whose target is outside the home, or that leads nowhere, is left out of listings and refused
+ *   with `invalid_path` ("Path 'x' leaves your home") by every operation that names it or passes through it.
+ * `usage()` never follows symlinks. Entries that are neither regular files nor directories (FIFOs, sockets,
+ * devices) and names a client could not send (not valid UTF-8 NFC path segments) are left out of listings,
+ * and `stat` returns null for the former.
+ *
+ * What remains: Node has no `openat`/`O_BENEATH`, so a program with write access to a home *on the server*
+ * could swap a checked directory for a symlink between the check and the use. Clients cannot create
+ * symlinks, so this is outside what a ferry client can do.
+ *
+ * One driver per data directory per process: the upload locks live in the driver.
+ *
+ * @example
+ * ```ts
+ * const driver = new LocalDiskDriver('/var/lib/ferry');
+ * const storage = driver.forUser('alice');
+ * const upload = await storage.createUpload('notes/a.txt', { size: 5, parents: true });
+ * await upload.write([Buffer.from('hello')]);
+ * await upload.commit('2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824');
+ * ```
+ */
+export class LocalDiskDriver implements StorageDriver {
+  readonly dataDir: string;
+  /** Real target paths of uploads in progress (one upload per target). */
+  readonly #locks = new Set<string>();
+  /** Partial files of uploads in progress; the sweeper leaves them alone. */
+  readonly #active = new Set<string>();
+
+  constructor(dataDir: string) {
+    this.dataDir = resolve(dataDir);
+  }
+
+  /** The storage of one user. Throws `invalid_username` for a name that is not a single path segment. */
+  forUser(user: string): Storage {
+    let segments: string[];
+    try {
+      segments = parseVirtualPath(user);
+    } catch {
+      segments = [];
+    }
+    if (segments.length !== 1 || segments[0] !== user) {
+      throw new FerryError('invalid_username', `User name ${quotePath(String(user))} cannot name a home directory`);
+    }
+    return new LocalStorage(
+      { lock: (key) => this.#lock(key), unlock: (key) => this.#locks.delete(key), active: this.#active },
+      join(this.dataDir, 'homes', user),
+      join(this.dataDir, '.partial', user),
+    );
+  }
+
+  /** Deletes partial uploads (and their sidecars) not written for `maxAgeMs`; returns how many partials went. */
+  async sweepPartials(maxAgeMs: number): Promise<number> {
+    const cutoff = Date.now() - maxAgeMs;
+    const root = join(this.dataDir, '.partial');
+    let removed = 0;
+    let users;
+    try {
+      users = await opendir(root);
+    } catch (err) {
+      if (_errno(err) === 'ENOENT') return 0;
+      throw err;
+    }
+    for await (const user of users) {
+      if (!user.isDirectory()) continue;
+      const dir = join(root, user.name);
+      let files;
+      try {
+        files = await opendir(dir);
+      } catch (err) {
+        if (_errno(err) === 'ENOENT') continue;
+        throw err;
+      }
+      for await (const file of files) {
+        const path = join(dir, file.name);
+        const isPart = file.name.endsWith('.part');
+        const isSidecar = file.name.endsWith('.json');
+        if (!isPart && !isSidecar) continue;
+        const partial = isPart ? path : `${path.slice(0, -'.json'.length)}.part`;
+        if (this.#active.has(partial)) continue;
+        const info = await _lstatOrNull(path);
+        if (info === null || info.mtimeMs >= cutoff) continue;
+        if (isPart) {
+          await _unlinkQuietly(path);
+          await _unlinkQuietly(`${path.slice(0, -'.part'.length)}.json`);
+          removed++;
+        } else if ((await _lstatOrNull(partial)) === null) {
+          await _unlinkQuietly(path); // a sidecar whose partial is gone
+        }
+      }
+    }
+    return removed;
+  }
+
+  #lock(key: string): boolean {
+    if (this.#locks.has(key)) return false;
+    this.#locks.add(key);
+    return true;
+  }
+}
+
+interface Locks {
+  lock(key: string): boolean;
+  unlock(key: string): void;
+  active: Set<string>;
+}
+
+class LocalStorage implements Storage {
+  readonly #locks: Locks;
+  readonly #homeDir: string;
+  readonly #partialDir: string;
+  #home: Promise<string> | undefined;
+  #partials: Promise<void> | undefined;
+
+  constructor(locks: Locks, homeDir: string, partialDir: string) {
+    this.#locks = locks;
+    this.#homeDir = homeDir;
+    this.#partialDir = partialDir;
+  }
+
+  async stat(path: string): Promise<Entry | null> {
+    const segments = parseVirtualPath(path);
+    const shown = _show(segments);
+    const home = await this.#realHome();
+    let real: string;
+    try {
+      real = await realpath(join(home, ...segments));
+    } catch (err) {
+      const code = _errno(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+      throw _fail(err, 'stat', shown);
+    }
+    if (!_inside(real, home)) throw _leaves(shown);
+    let info: Stats;
+    try {
+      info = await stat(real);
+    } catch (err) {
+      if (_errno(err) === 'ENOENT') return null;
+      throw _fail(err, 'stat', shown);
+    }
+    return _entry(segments.at(-1) ?? '', info);
+  }
+
+  /**
+   * Reads the directory with `opendir` a page at a time, so memory is bounded by `pageSize` whatever the
+   * directory's size. Pages hold at most `pageSize` entries (fewer when entries are left out); an empty
+   * directory yields no page. Breaking out of the loop closes the directory.
+   */
+  async *list(path: string, pageSize = 1000): AsyncIterable<Entry[]> {
+    if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError(`Page size ${pageSize} is not a positive integer`);
+    const segments = parseVirtualPath(path);
+    const shown = _show(segments);
+    const home = await this.#realHome();
+    const real = await this.#real(segments, 'list', shown);
+    let dir;
+    try {
+      dir = await opendir(real, { bufferSize: 128 });
+    } catch (err) {
+      throw _fail(err, 'list', shown);
+    }
+    let names: string[] = [];
+    for await (const dirent of dir) {
+      names.push(dirent.name);
+      if (names.length < pageSize) continue;
+      const page = await this.#page(real, home, names);
+      names = [];
+      if (page.length > 0) yield page;
+    }
+    const page = await this.#page(real, home, names);
+    if (page.length > 0) yield page;
+  }
+
+  async openRead(path: string): Promise<ReadHandle> {
+    const segments = parseVirtualPath(path);
+    const shown = _show(segments);
+    if (segments.length === 0) throw new FerryError('is_a_directory', 'Cannot read your home: it is a directory');
+    const real = await this.#real(segments, 'read', shown);
+    let handle: FileHandle;
+    try {
+      handle = await open(real, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    } catch (err) {
+      throw _fail(err, 'read', shown);
+    }
+    try {
+      const info = await handle.stat();
+      if (info.isDirectory()) throw new FerryError('is_a_directory', `Cannot read ${shown}: it is a directory`);
+      if (!info.isFile()) throw new FerryError('not_found', `Cannot read ${shown}: not a regular file`);
+      return new LocalReadHandle(handle, info, shown);
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw _fail(err, 'read', shown);
+    }
+  }
+
+  async createUpload(path: string, options: UploadOptions): Promise<Upload> {
+    const segments = parseVirtualPath(path);
+    const shown = _show(segments);
+    const { size } = options;
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`Declared size ${size} is not a whole number of bytes`);
+    if (options.mtime !== undefined && !(Number.isFinite(options.mtime) && options.mtime >= 0)) {
+      throw new RangeError(`Modification time ${options.mtime} is not a time`);
+    }
+    const name = segments.at(-1);
+    if (name === undefined) throw new FerryError('is_a_directory', 'Cannot upload to your home: it is a directory');
+    const home = await this.#realHome();
+    const parents = segments.slice(0, -1);
+    const { dir, missing } = await this.#existingAncestor(parents, 'upload', shown);
+    if (missing.length > 0 && options.parents !== true) {
+      const absent = quotePath(joinVirtual(parents.slice(0, parents.length - missing.length + 1)));
+      throw new FerryError('not_found', `Cannot upload ${shown}: directory ${absent} does not exist`);
+    }
+    const target = join(dir, ...missing, name);
+    if (missing.length === 0) await this.#checkTarget(target, home, options.overwrite === true, 'upload', shown);
+
+    if (!this.#locks.lock(target)) throw new FerryError('busy', `Cannot upload ${shown}: another upload of it is in progress`);
+    const key = `${createHash('sha256').update(joinVirtual(segments)).digest('hex')}-${size}`;
+    const partial = join(this.#partialDir, `${key}.part`);
+    const sidecar = join(this.#partialDir, `${key}.json`);
+    this.#locks.active.add(partial); // before the file is touched, so that a sweep cannot race us
+    const release = (): void => {
+      this.#locks.unlock(target);
+      this.#locks.active.delete(partial);
+    };
+    let handle: FileHandle | undefined;
+    try {
+      await this.#ensurePartialDir();
+      const hash = createHash('sha256');
+      let offset = 0;
+      if (options.resume === true) {
+        handle = await _openIfPresent(partial, constants.O_RDWR | O_NOFOLLOW);
+        if (handle !== undefined) {
+          const info = await handle.stat();
+          if (!info.isFile()) {
+            await handle.close();
+            handle = undefined;
+          } else {
+            if (info.size > size) await handle.truncate(size);
+            offset = Math.min(info.size, size);
+            await _hashPrefix(handle, offset, hash);
+          }
+        }
+      }
+      if (handle === undefined) {
+        offset = 0;
+        handle = await open(partial, constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC | O_NOFOLLOW, 0o600);
+      }
+      const now = new Date();
+      await handle.utimes(now, now); // a resumed partial starts a new life for the sweeper
+      if (offset === 0 || (await _lstatOrNull(sidecar)) === null) {
+        await writeFile(sidecar, `${JSON.stringify({ path: joinVirtual(segments), size, created: Date.now() })}\n`, { mode: 0o600 });
+      }
+      const prefix = offset === 0 ? EMPTY_SHA256 : hash.copy().digest('hex');
+      return new LocalUpload({
+        segments,
+        shown,
+        size,
+        options,
+        partial,
+        sidecar,
+        handle,
+        hash,
+        offset,
+        prefix,
+        release,
+        place: () => this.#place(segments, shown, partial, options),
+      });
+    } catch (err) {
+      await handle?.close().catch(() => {});
+      release();
+      throw _fail(err, 'upload', shown);
+    }
+  }
+
+  async remove(path: string): Promise<void> {
+    const segments = parseVirtualPath(path);
+    const shown = _show(segments);
+    if (segments.length === 0) throw new FerryError('invalid_path', 'Cannot remove your home');
+    const home = await this.#realHome();
+    const { target } = await this.#parentOf(segments, 'remove', shown);
+    const info = await this.#lstatConfined(target, home, 'remove', shown);
+    if (info === null) throw new FerryError('not_found', `Cannot remove ${shown}: no such file or directory`);
+    try {
+      if (info.isDirectory()) await rmdir(target);
+      else await unlink(target);
+    } catch (err) {
+      throw _fail(err, 'remove', shown);
+    }
+  }
+
+  /** With `parents: true`, missing directories on the way are created and an existing directory is fine (mkdir -p). */
+  async mkdir(path: string, options: { parents?: boolean } = {}): Promise<void> {
+    const segments = parseVirtualPath(path);
+    const shown = _show(segments);
+    if (options.parents === true) {
+      await this.#mkdirs(segments, 'create directory', shown, true);
+      return;
+    }
+    if (segments.length === 0) throw new FerryError('exists', 'Cannot create your home: it exists');
+    const { target } = await this.#parentOf(segments, 'create directory', shown);
+    try {
+      await mkdir(target);
+    } catch (err) {
+      throw _fail(err, 'create directory', shown);
+    }
+  }
+
+  async rename(from: string, to: string, options: { overwrite?: boolean } = {}): Promise<void> {
+    const source = parseVirtualPath(from);
+    const dest = parseVirtualPath(to);
+    const shownFrom = _show(source);
+    const shownTo = _show(dest);
+    if (source.length === 0) throw new FerryError('invalid_path', 'Cannot rename your home');
+    if (dest.length === 0) throw new FerryError('invalid_path', `Cannot rename ${shownFrom} to your home`);
+    const verb = 'rename';
+    const home = await this.#realHome();
+    const src = await this.#parentOf(source, verb, shownFrom);
+    const srcInfo = await this.#lstatConfined(src.target, home, verb, shownFrom);
+    if (srcInfo === null) throw new FerryError('not_found', `Cannot rename ${shownFrom}: no such file or directory`);
+    const dst = await this.#parentOf(dest, verb, shownTo);
+    if (dst.target === src.target) return;
+    if (srcInfo.isDirectory() && _inside(dst.dir, src.target)) {
+      throw new FerryError('invalid_path', `Cannot move ${shownFrom} into itself`);
+    }
+    const dstInfo = await this.#lstatConfined(dst.target, home, verb, shownTo);
+    const overwrite = options.overwrite === true;
+    if (dstInfo !== null && !overwrite) throw new FerryError('exists', `Cannot rename to ${shownTo}: it exists`);
+    try {
+      if (!overwrite && srcInfo.isFile()) await _placeNoReplace(src.target, dst.target);
+      else await rename(src.target, dst.target);
+    } catch (err) {
+      throw _fail(err, verb, shownTo);
+    }
+  }
+
+  /** Walks the home without following symlinks; iterative, so deep trees cannot overflow the stack. */
+  async usage(): Promise<{ bytes: number; files: number }> {
+    const home = await this.#realHome();
+    let bytes = 0;
+    let files = 0;
+    const pending = [home];
+    for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
+      let handle;
+      try {
+        handle = await opendir(dir, { bufferSize: 128 });
+      } catch (err) {
+        const code = _errno(err);
+        if (code === 'ENOENT' || code === 'ENOTDIR') continue; // removed while we walked
+        throw _fail(err, 'sum up', 'your home');
+      }
+      let batch: string[] = [];
+      const flush = async (): Promise<void> => {
+        const infos = await Promise.all(batch.map((path) => _lstatOrNull(path)));
+        infos.forEach((info, i) => {
+          if (info?.isFile()) {
+            bytes += info.size;
+            files++;
+          } else if (info?.isDirectory()) {
+            pending.push(batch[i] as string);
+          }
+        });
+        batch = [];
+      };
+      for await (const dirent of handle) {
+        const path = join(dir, dirent.name);
+        if (dirent.isDirectory()) pending.push(path);
+        else if (dirent.isSymbolicLink() || dirent.isFIFO() || dirent.isSocket() || dirent.isBlockDevice() || dirent.isCharacterDevice()) continue;
+        else batch.push(path); // a file, or a file system that does not report types
+        if (batch.length >= STAT_BATCH) await flush();
+      }
+      await flush();
+    }
+    return { bytes, files };
+  }
+
+  // ---- helpers ----
+
+  #realHome(): Promise<string> {
+    this.#home ??= (async () => {
+      await mkdir(this.#homeDir, { recursive: true, mode: 0o700 });
+      return realpath(this.#homeDir);
+    })();
+    const home = this.#home;
+    home.catch(() => {
+      if (this.#home === home) this.#home = undefined; // try again next time
+    });
+    return home;
+  }
+
+  #ensurePartialDir(): Promise<void> {
+    this.#partials ??= mkdir(this.#partialDir, { recursive: true, mode: 0o700 }).then(() => {});
+    const made = this.#partials;
+    made.catch(() => {
+      if (this.#partials === made) this.#partials = undefined;
+    });
+    return made;
+  }
+
+  /** realpath of an existing path, confined to the home. */
+  async #real(segments: readonly string[], verb: string, shown: string): Promise<string> {
+    const home = await this.#realHome();
+    let real: string;
+    try {
+      real = await realpath(join(home, ...segments));
+    } catch (err) {
+      throw _fail(err, verb, shown);
+    }
+    if (!_inside(real, home)) throw _leaves(shown);
+    return real;
+  }
+
+  /** The real directory holding the last segment, and the (unresolved) path of that last segment in it. */
+  async #parentOf(segments: readonly string[], verb: string, shown: string): Promise<{ dir: string; target: string }> {
+    const dir = await this.#real(segments.slice(0, -1), verb, shown);
+    return { dir, target: join(dir, segments.at(-1) ?? '') };
+  }
+
+  /** The deepest existing directory of `segments` (real, confined) and the segments missing below it. */
+  async #existingAncestor(segments: readonly string[], verb: string, shown: string): Promise<{ dir: string; missing: string[] }> {
+    const home = await this.#realHome();
+    for (let i = segments.length; i >= 0; i--) {
+      let real: string;
+      try {
+        real = await realpath(join(home, ...segments.slice(0, i)));
+      } catch (err) {
+        if (_errno(err) === 'ENOENT' && i > 0) continue;
+        throw _fail(err, verb, shown);
+      }
+      if (!_inside(real, home)) throw _leaves(shown);
+      return { dir: real, missing: segments.slice(i) };
+    }
+    throw new FerryError('internal', `Cannot ${verb} ${shown}: your home is missing`);
+  }
+
+  /** Creates each missing directory of `segments` in turn, checking confinement at every step. */
+  async #mkdirs(segments: readonly string[], verb: string, shown: string, lastMayExist: boolean): Promise<string> {
+    const home = await this.#realHome();
+    let current = home;
+    for (const [i, segment] of segments.entries()) {
+      const next = join(current, segment);
+      try {
+        await mkdir(next);
+        current = next;
+        continue;
+      } catch (err) {
+        if (_errno(err) !== 'EEXIST') throw _fail(err, verb, shown);
+      }
+      const info = await this.#lstatConfined(next, home, verb, shown);
+      if (info === null) throw new FerryError('not_found', `Cannot ${verb} ${shown}: it vanished while being created`);
+      // #lstatConfined refused symlinks leading out of the home; one leading inside counts as what it points to.
+      const real = info.isSymbolicLink() ? await _realpathOrNull(next) : next;
+      const kind = info.isSymbolicLink() ? real !== null && (await _statOrNull(real)) : info;
+      if (real !== null && kind && kind.isDirectory()) {
+        if (!_inside(real, home)) throw _leaves(shown);
+        current = real;
+        continue;
+      }
+      const here = quotePath(joinVirtual(segments.slice(0, i + 1)));
+      if (i === segments.length - 1 && lastMayExist) throw new FerryError('exists', `Cannot ${verb} ${shown}: a file is in the way`);
+      throw new FerryError('not_a_directory', `Cannot ${verb} ${shown}: ${here} is not a directory`);
+    }
+    return current;
+  }
+
+  /**
+   * lstat of a path whose parent is already confined; null if nothing is there. A symlink is refused
+   * unless its target resolves inside the home.
+   */
+  async #lstatConfined(path: string, home: string, verb: string, shown: string): Promise<Stats | null> {
+    let info: Stats;
+    try {
+      info = await lstat(path);
+    } catch (err) {
+      if (_errno(err) === 'ENOENT') return null;
+      throw _fail(err, verb, shown);
+    }
+    if (info.isSymbolicLink()) {
+      let real: string | null;
+      try {
+        real = await realpath(path);
+      } catch {
+        real = null; // dangling or a loop: cannot show where it leads
+      }
+      if (real === null || !_inside(real, home)) throw _leaves(shown);
+    }
+    return info;
+  }
+
+  /** Refuses an upload target that is a directory, or that exists when overwriting is not allowed. */
+  async #checkTarget(target: string, home: string, overwrite: boolean, verb: string, shown: string): Promise<void> {
+    const info = await this.#lstatConfined(target, home, verb, shown);
+    if (info === null) return;
+    const kind = info.isSymbolicLink() ? await _statOrNull(target) : info;
+    if (kind?.isDirectory()) throw new FerryError('is_a_directory', `Cannot ${verb} ${shown}: it is a directory`);
+    if (!overwrite) throw new FerryError('exists', `Cannot ${verb} ${shown}: it exists`);
+  }
+
+  /** Moves a verified partial into place; called by `LocalUpload.commit`. */
+  async #place(segments: readonly string[], shown: string, partial: string, options: UploadOptions): Promise<void> {
+    const verb = 'upload';
+    const home = await this.#realHome();
+    const parents = segments.slice(0, -1);
+    const dir = options.parents === true ? await this.#mkdirs(parents, verb, shown, false) : await this.#real(parents, verb, shown);
+    const target = join(dir, segments.at(-1) ?? '');
+    const overwrite = options.overwrite === true;
+    await this.#checkTarget(target, home, overwrite, verb, shown);
+    try {
+      if (overwrite) await rename(partial, target);
+      else await _placeNoReplace(partial, target);
+    } catch (err) {
+      throw _fail(err, verb, shown);
+    }
+    await _syncDir(dir);
+  }
+
+  async #page(dir: string, home: string, names: readonly string[]): Promise<Entry[]> {
+    const page: Entry[] = [];
+    for (let i = 0; i < names.length; i += STAT_BATCH) {
+      const entries = await Promise.all(names.slice(i, i + STAT_BATCH).map((name) => _listEntry(dir, home, name)));
+      for (const entry of entries) if (entry !== null) page.push(entry);
+    }
+    return page.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+}
+
+interface UploadState {
+  segments: readonly string[];
+  shown: string;
+  size: number;
+  options: UploadOptions;
+  partial: string;
+  sidecar: string;
+  handle: FileHandle;
+  hash: Hash;
+  offset: number;
+  prefix: string;
+  release: () => void;
+  place: () => Promise<void>;
+}
+
+/**
+ * One upload in progress. Calls are serialised: a `write` issued before the previous one settled waits
+ * for it. A `write` that would pass the declared size throws `size_mismatch` and writes nothing; the upload
+ * stays open (the caller decides to abort). If `commit` fails after the bytes were verified (the target
+ * appeared meanwhile, its directory went away, ...), the partial is kept so that a later upload with
+ * `resume` can commit it without sending the bytes again; the sweeper removes it otherwise.
+ */
+class LocalUpload implements Upload {
+  readonly #s: UploadState;
+  #handle: FileHandle | undefined;
+  #hash: Hash;
+  #offset: number;
+  #prefix: string;
+  #received: number;
+  #finished = false;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(state: UploadState) {
+    this.#s = state;
+    this.#handle = state.handle;
+    this.#hash = state.hash;
+    this.#offset = state.offset;
+    this.#prefix = state.prefix;
+    this.#received = state.offset;
+  }
+
+  get offset(): number {
+    return this.#offset;
+  }
+  get prefixSha256(): string {
+    return this.#prefix;
+  }
+  get received(): number {
+    return this.#received;
+  }
+
+  restart(): Promise<void> {
+    return this.#serial(async () => {
+      const handle = this.#open('restart');
+      try {
+        await handle.truncate(0);
+      } catch (err) {
+        throw _fail(err, 'upload', this.#s.shown);
+      }
+      this.#hash = createHash('sha256');
+      this.#offset = 0;
+      this.#prefix = EMPTY_SHA256;
+      this.#received = 0;
+    });
+  }
+
+  write(chunks: readonly Buffer[]): Promise<void> {
+    return this.#serial(async () => {
+      const handle = this.#open('write');
+      let total = 0;
+      for (const chunk of chunks) total += chunk.length;
+      if (total === 0) return;
+      if (this.#received + total > this.#s.size) {
+        throw new FerryError('size_mismatch', `Upload of ${this.#s.shown} passes its declared size of ${this.#s.size} bytes`);
+      }
+      try {
+        let done = (await handle.writev(chunks as Buffer[], this.#received)).bytesWritten;
+        while (done < total) {
+          const written = (await handle.writev(_skip(chunks, done), this.#received + done)).bytesWritten;
+          if (written === 0) throw new FerryError('internal', `Cannot upload ${this.#s.shown}: the disk accepted no bytes`);
+          done += written;
+        }
+      } catch (err) {
+        await handle.truncate(this.#received).catch(() => {});
+        throw _fail(err, 'upload', this.#s.shown);
+      }
+      for (const chunk of chunks) this.#hash.update(chunk);
+      this.#received += total;
+    });
+  }
+
+  commit(sha256: string): Promise<Entry> {
+    return this.#serial(async () => {
+      const handle = this.#open('commit');
+      const { shown, size } = this.#s;
+      if (this.#received !== size) {
+        await this.#finish(false);
+        throw new FerryError('size_mismatch', `Upload of ${shown} received ${this.#received} bytes of ${size} declared`);
+      }
+      if (this.#hash.digest('hex') !== sha256.toLowerCase()) {
+        await this.#finish(false);
+        throw new FerryError('digest_mismatch', `Upload of ${shown} arrived damaged: its SHA-256 differs from the declared one`);
+      }
+      let info: Stats;
+      try {
+        const { mtime } = this.#s.options;
+        if (mtime !== undefined) await handle.utimes(new Date(), new Date(mtime));
+        await handle.sync();
+        info = await handle.stat();
+        await handle.close();
+        this.#handle = undefined;
+        await this.#s.place();
+      } catch (err) {
+        await this.#finish(true);
+        throw _fail(err, 'upload', shown);
+      }
+      await _unlinkQuietly(this.#s.sidecar);
+      await this.#finish(true);
+      return { name: this.#s.segments.at(-1) ?? '', type: 'file', size: info.size, mtime: Math.floor(info.mtimeMs) };
+    });
+  }
+
+  abort(keepPartial: boolean): Promise<void> {
+    return this.#serial(async () => {
+      await this.#finish(keepPartial);
+    });
+  }
+
+  /** Closes the partial, deletes it unless `keep`, and releases the lock. Idempotent. */
+  async #finish(keep: boolean): Promise<void> {
+    if (this.#finished) return;
+    this.#finished = true;
+    const handle = this.#handle;
+    this.#handle = undefined;
+    try {
+      await handle?.close().catch(() => {});
+      if (!keep) {
+        await _unlinkQuietly(this.#s.partial);
+        await _unlinkQuietly(this.#s.sidecar);
+      }
+    } finally {
+      this.#s.release();
+    }
+  }
+
+  #open(what: string): FileHandle {
+    if (this.#handle === undefined || this.#finished) {
+      throw new FerryError('internal', `Cannot ${what} the upload of ${this.#s.shown}: it is already finished`);
+    }
+    return this.#handle;
+  }
+
+  #serial<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(op);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+}
+
+class LocalReadHandle implements ReadHandle {
+  readonly size: number;
+  readonly mtime: number;
+  #handle: FileHandle | undefined;
+  readonly #shown: string;
+
+  constructor(handle: FileHandle, info: Stats, shown: string) {
+    this.#handle = handle;
+    this.size = info.size;
+    this.mtime = Math.floor(info.mtimeMs);
+    this.#shown = shown;
+  }
+
+  /**
+   * Reads up to `length` bytes at `position`. Never reads past the size the file had when opened, so the
+   * bytes sent always match the size announced (a file cannot grow through ferry: uploads replace it).
+   */
+  async read(position: number, length: number): Promise<Buffer> {
+    const handle = this.#handle;
+    if (handle === undefined) throw new FerryError('internal', `Cannot read ${this.#shown}: it is closed`);
+    if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`Read position ${position} is not a byte offset`);
+    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`Read length ${length} is not a byte count`);
+    const want = Math.min(length, Math.max(0, this.size - position));
+    if (want === 0) return Buffer.alloc(0);
+    const buffer = Buffer.allocUnsafeSlow(want);
+    let got = 0;
+    try {
+      while (got < want) {
+        const { bytesRead } = await handle.read(buffer, got, want - got, position + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+    } catch (err) {
+      throw _fail(err, 'read', this.#shown);
+    }
+    // A file that shrank behind our back: copy, so no uninitialised memory rides along.
+    return got === want ? buffer : Buffer.from(buffer.subarray(0, got));
+  }
+
+  async close(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    await handle?.close();
+  }
+}
+
+// ---- module helpers ----
+
+function _show(segments: readonly string[]): string {
+  return segments.length === 0 ? 'your home' : quotePath(joinVirtual(segments));
+}
+
+function _inside(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
+}
+
+function _leaves(shown: string): FerryError {
+  return new FerryError('invalid_path', `Path ${shown} leaves your home`);
+}
+
+function _entry(name: string, info: Stats): Entry | null {
+  if (info.isDirectory()) return { name, type: 'dir', size: 0, mtime: Math.floor(info.mtimeMs) };
+  if (info.isFile()) return { name, type: 'file', size: info.size, mtime: Math.floor(info.mtimeMs) };
+  return null;
+}
+
+function _errno(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * Maps a file-system error to a FerryError whose message names the virtual path only (never a server path).
+ * FerryErrors pass through.
+ */
+function _fail(err: unknown, verb: string, shown: string): FerryError {
+  if (err instanceof FerryError) return err;
+  const cannot = `Cannot ${verb} ${shown}`;
+  switch (_errno(err)) {
+    case 'ENOENT':
+      return new FerryError('not_found', `${cannot}: no such file or directory`);
+    case 'EEXIST':
+      return new FerryError('exists', `${cannot}: it exists`);
+    case 'ENOTDIR':
+      return new FerryError('not_a_directory', `${cannot}: a path component is not a directory`);
+    case 'EISDIR':
+      return new FerryError('is_a_directory', `${cannot}: it is a directory`);
+    case 'ENOTEMPTY':
+      return new FerryError('not_empty', `${cannot}: the directory is not empty`);
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new FerryError('no_space', `${cannot}: the server is out of disk space`);
+    case 'ELOOP':
+      return _leaves(shown);
+    case 'ENAMETOOLONG':
+      return new FerryError('invalid_path', `${cannot}: the path is too long for the server`);
+    case 'EINVAL':
+      return new FerryError('invalid_path', `${cannot}: the operation is not possible on that path`);
+    case 'EMFILE':
+    case 'ENFILE':
+    case 'EBUSY':
+      return new FerryError('busy', `${cannot}: the server is busy`);
+    case 'EACCES':
+    case 'EPERM':
+      return new FerryError('internal', `${cannot}: the server lacks permission on its own storage`);
+    case 'EROFS':
+      return new FerryError('internal', `${cannot}: the server's storage is read-only`);
+    case 'EXDEV':
+      return new FerryError('internal', `${cannot}: the server's storage spans file systems`);
+    default: {
+      const code = _errno(err);
+      return new FerryError('internal', `${cannot}: ${code ? `unexpected error ${code}` : 'unexpected error'}`);
+    }
+  }
+}
+
+/** The listing entry for `name` in the (real, confined) directory `dir`, or null to leave it out. */
+async function _listEntry(dir: string, home: string, name: string): Promise<Entry | null> {
+  if (!_addressable(name)) return null;
+  const path = join(dir, name);
+  let info = await _lstatOrNull(path);
+  if (info?.isSymbolicLink()) {
+    let real: string;
+    try {
+      real = await realpath(path);
+    } catch {
+      return null;
+    }
+    if (!_inside(real, home)) return null;
+    info = await _statOrNull(real);
+  }
+  return info === null ? null : _entry(name, info);
+}
+
+/** Whether a client could name this directory entry: it must parse back to itself as one segment. */
+function _addressable(name: string): boolean {
+  try {
+    const segments = parseVirtualPath(name);
+    return segments.length === 1 && segments[0] === name;
+  } catch {
+    return false;
+  }
+}
+
+async function _lstatOrNull(path: string): Promise<Stats | null> {
+  try {
+    return await lstat(path);
+  } catch {
+    return null;
+  }
+}
+
+async function _realpathOrNull(path: string): Promise<string | null> {
+  try {
+    return await realpath(path);
+  } catch {
+    return null;
+  }
+}
+
+async function _statOrNull(path: string): Promise<Stats | null> {
+  try {
+    return await stat(path);
+  } catch {
+    return null;
+  }
+}
+
+async function _unlinkQuietly(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    if (_errno(err) !== 'ENOENT') throw err;
+  }
+}
+
+async function _openIfPresent(path: string, flags: number): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, flags);
+  } catch (err) {
+    if (_errno(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Feeds the first `length` bytes of the file into `hash`. */
+async function _hashPrefix(handle: FileHandle, length: number, hash: Hash): Promise<void> {
+  const buffer = Buffer.allocUnsafe(Math.min(HASH_BUFFER, Math.max(length, 1)));
+  let position = 0;
+  while (position < length) {
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - position), position);
+    if (bytesRead === 0) throw new FerryError('internal', 'A partial upload shrank while it was read');
+    hash.update(buffer.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+}
+
+/** `chunks` without their first `n` bytes. */
+function _skip(chunks: readonly Buffer[], n: number): Buffer[] {
+  const rest: Buffer[] = [];
+  for (const chunk of chunks) {
+    if (n >= chunk.length) {
+      n -= chunk.length;
+      continue;
+    }
+    rest.push(n > 0 ? chunk.subarray(n) : chunk);
+    n = 0;
+  }
+  return rest;
+}
+
+/**
+ * Puts the file `from` at `to` unless something is already there, atomically: a hard link fails with
+ * EEXIST if `to` exists, then `from` is unlinked. Where hard links are not supported it falls back to
+ * check-then-rename.
+ */
+async function _placeNoReplace(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch (err) {
+    const code = _errno(err);
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EMLINK') throw err;
+    if ((await _lstatOrNull(to)) !== null) throw Object.assign(new Error('exists'), { code: 'EEXIST' });
+    await rename(from, to);
+    return;
+  }
+  await unlink(from);
+}
+
+/** fsyncs a directory so a rename in it survives a crash; a no-op where directories cannot be synced. */
+async function _syncDir(dir: string): Promise<void> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(dir, constants.O_RDONLY | O_DIRECTORY);
+    await handle.sync();
+  } catch {
+    // Some platforms and file systems refuse to open or fsync a directory; the rename itself is done.
+  } finally {
+    await handle?.close().catch(() => {});
+  }
+}
