@@ -1,0 +1,170 @@
+/**
+ * End-to-end harness: runs the real `ferry` CLI as child processes (through tsx from the source, or the
+ * built executable when FERRY_BIN is set), with a private FERRY_HOME and data directory per test.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const TSX = join(ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs');
+
+/** The command that runs ferry: FERRY_BIN (e.g. dist/ferry) or the source through tsx. */
+export function ferryCommand(): [string, string[]] {
+  const bin = process.env.FERRY_BIN;
+  if (bin) return [bin, []];
+  return [process.execPath, ['--import', TSX, join(ROOT, 'src', 'main.ts')]];
+}
+
+export function tempDir(prefix = 'ferry-e2e-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Environment for a child: a private FERRY_HOME, cheap scrypt for speed, no colours. */
+export function childEnv(home: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, FERRY_HOME: home, FERRY_SCRYPT_N: '1024', NO_COLOR: '1', ...extra };
+  delete env.FERRY_PASSWORD;
+  return { ...env, ...extra };
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `ferry ...args` to completion with `input` on stdin (not a terminal). Bounded in time. */
+export function runFerry(args: string[], options: { input?: string; env: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string }): Promise<RunResult> {
+  const [cmd, pre] = ferryCommand();
+  return new Promise((resolve) => {
+    const child = spawn(cmd, [...pre, ...args], { env: options.env, cwd: options.cwd ?? ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** Starts `ferry ...args` and returns the process (for tests that kill it midway). */
+export function startFerry(args: string[], options: { input?: string; env: NodeJS.ProcessEnv; cwd?: string }): ChildProcess & { output: () => string } {
+  const [cmd, pre] = ferryCommand();
+  const child = spawn(cmd, [...pre, ...args], { env: options.env, cwd: options.cwd ?? ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (d) => (out += d));
+  child.stderr?.on('data', (d) => (out += d));
+  child.stdin?.on('error', () => {});
+  child.stdin?.end(options.input ?? '');
+  return Object.assign(child, { output: () => out });
+}
+
+/** Resolves when the child has exited (at once if it already has). */
+export function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+export interface ServerHandle {
+  /** Temp directory holding the data dir when the harness made it (removed by dispose). */
+  root: string | null;
+  port: number;
+  fingerprint: string;
+  dataDir: string;
+  home: string;
+  process: ChildProcess;
+  output(): string;
+  /** Waits until the server's console shows a line matching `pattern`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+  /** Stops the server and removes the directories the harness made for it. */
+  dispose(): Promise<void>;
+  /** `ferry connect` against this server: the commands go to stdin, one per line. */
+  connect(user: string, password: string, commands: string[], opts?: { signup?: boolean; extraArgs?: string[]; cwd?: string; timeoutMs?: number }): Promise<RunResult>;
+}
+
+export async function waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Starts `ferry serve` on 127.0.0.1 with an OS-chosen port; resolves once it prints its banner. */
+export async function startServer(options: { dataDir?: string; home?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<ServerHandle> {
+  const root = options.dataDir ? null : tempDir();
+  const dataDir = options.dataDir ?? join(root as string, 'data');
+  const ownHome = !options.home;
+  const home = options.home ?? tempDir('ferry-home-');
+  const env = childEnv(home, options.env);
+  const child = startFerry(['serve', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, ...(options.args ?? [])], { env });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await waitUntil(() => /listening on .*:(\d+)/.test(child.output()) && (/fingerprint SHA256:\S+/.test(child.output()) || /PLAIN TCP/.test(child.output())), 20_000, `server banner; got: ${child.output()}`);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  const port = Number(/listening on .*:(\d+)/.exec(child.output())?.[1]);
+  const fingerprint = /fingerprint (SHA256:\S+)/.exec(child.output())?.[1] ?? '';
+  const handle: ServerHandle = {
+    root,
+    port,
+    fingerprint,
+    dataDir,
+    home,
+    process: child,
+    output: () => child.output(),
+    waitFor: (pattern, timeoutMs = 10_000) => waitUntil(() => pattern.test(child.output()), timeoutMs, `server output ${pattern}`),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+    async dispose() {
+      await handle.stop();
+      if (root) cleanup(root);
+      if (ownHome) cleanup(home);
+    },
+    connect(user, password, commands, opts = {}) {
+      const args = ['connect', `127.0.0.1:${port}`, '--user', user, ...(fingerprint ? ['--fingerprint', fingerprint] : ['--insecure'])];
+      if (opts.signup) args.push('--signup');
+      args.push(...(opts.extraArgs ?? []));
+      return runFerry(args, {
+        input: commands.join('\n') + '\n',
+        env: childEnv(home, { FERRY_PASSWORD: password }),
+        ...(opts.cwd ? { cwd: opts.cwd } : {}),
+        ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+      });
+    },
+  };
+  return handle;
+}
+
+export function cleanup(...dirs: string[]): void {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+}
