@@ -474,7 +474,8 @@ export class FerryClient {
       const info = await file.stat();
       if (!info.isFile()) throw new Error(`Cannot upload '${localPath}': not a regular file`);
       const size = info.size;
-      const resume = options.resume ?? size >= AUTO_RESUME_BYTES;
+      const canResume = this.welcome?.features.includes('resume') === true;
+      const resume = canResume && (options.resume ?? size >= AUTO_RESUME_BYTES);
       const { id, box } = this.open();
       let endSent = false;
       let serverDone = false;
@@ -563,7 +564,9 @@ export class FerryClient {
     try {
       return await this.downloadOnce(remotePath, localPath, options);
     } catch (err) {
-      if (err instanceof FerryError && err.code === 'digest_mismatch' && (err as FerryError & { resumed?: boolean }).resumed) {
+      // A resumed download that does not fit or does not verify: the local partial was stale. Start over once.
+      if (err instanceof FerryError && (err.code === 'digest_mismatch' || err.code === 'size_mismatch') && (err as FerryError & { resumed?: boolean }).resumed) {
+        await rm(localPath + PARTIAL_SUFFIX, { force: true });
         return this.downloadOnce(remotePath, localPath, { ...options, resume: false });
       }
       throw err;
@@ -596,7 +599,11 @@ export class FerryClient {
       const first = await box.next();
       if (!(first.kind === 'msg' && first.msg.t === 'meta')) {
         serverDone = true;
-        if (first.kind === 'msg' && first.msg.t === 'error') throw remoteError(first.msg);
+        if (first.kind === 'msg' && first.msg.t === 'error') {
+          const err = remoteError(first.msg) as FerryError & { resumed?: boolean };
+          err.resumed = offset > 0;
+          throw err;
+        }
         throw new FerryError('unexpected_message', "Expected 'meta' from the server");
       }
       const meta = first.msg;

@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   too_many_connections: { fatal: true, retryable: true, text: 'the server has too many connections (in total or from this address)' },
   shutting_down: { fatal: true, retryable: true, text: 'the server is stopping' },
   connection_lost: { fatal: true, retryable: true, text: 'the connection was lost' },
+  duplicate_id: { fatal: true, retryable: false, text: 'a request id is already in use' },
   // Request-level: the request failed, the connection goes on.
   auth_required: { fatal: false, retryable: false, text: 'log in first' },
   auth_failed: { fatal: false, retryable: false, text: 'wrong user name or password' },
@@ -33,7 +34,6 @@ export const ERROR_CODES = {
   permission_denied: { fatal: false, retryable: false, text: 'your account may not do that' },
   size_mismatch: { fatal: false, retryable: true, text: 'the bytes received differ from the declared size' },
   digest_mismatch: { fatal: false, retryable: true, text: 'the SHA-256 of the bytes received differs from the declared one' },
-  duplicate_id: { fatal: true, retryable: false, text: 'a request id is already in use' },
   cancelled: { fatal: false, retryable: false, text: 'the request was cancelled' },
   busy: { fatal: false, retryable: true, text: 'the server is busy; try again' },
   quota_exceeded: { fatal: false, retryable: false, text: 'the storage quota would be exceeded' },

@@ -28,8 +28,6 @@ export interface Limits {
 }
 
 export const DEFAULT_LIMITS: Readonly<Limits> = { maxMessage: 64 * 1024, maxData: 1024 * 1024 };
-/** Hard ceilings: no negotiation goes above these. */
-export const HARD_LIMITS: Readonly<Limits> = { maxMessage: 1024 * 1024, maxData: 16 * 1024 * 1024 };
 
 /** Encodes a frame header. The payload is written after it by the caller (no copy of large data). */
 export function encodeHeader(kind: FrameKind, id: number, length: number): Buffer {

@@ -40,6 +40,8 @@ export const CLIENT_MESSAGES = {
   clearlog: {},
   ping: {},
   bye: {},
+  /** A client's last word before it closes the connection because the server broke the protocol. */
+  error: { code: 'str', message: 'str' },
 } as const satisfies Record<string, Spec>;
 
 /** Messages a server sends. */

@@ -34,6 +34,7 @@ export class FerryServer {
   private readonly perAddress = new Map<string, number>();
   private audit: AuditLog | null = null;
   private stopping = false;
+  private sweeper: NodeJS.Timeout | null = null;
 
   constructor(options: Partial<ServerOptions> = {}, log: ServerLog = consoleLog()) {
     this.options = { ...DEFAULT_SERVER_OPTIONS, ...options, limits: { ...DEFAULT_SERVER_OPTIONS.limits, ...options.limits } };
@@ -47,6 +48,10 @@ export class FerryServer {
     const storage = new LocalDiskDriver(dataDir);
     const swept = await storage.sweepPartials(this.options.partialMaxAgeMs);
     if (swept > 0) this.log.info(`Removed ${swept} stale partial upload(s)`);
+    this.sweeper = setInterval(() => {
+      storage.sweepPartials(this.options.partialMaxAgeMs).catch((err: unknown) => this.log.warn(`partial sweep failed: ${String(err)}`));
+    }, 3600_000);
+    this.sweeper.unref();
     this.audit = new AuditLog(dataDir);
     const ctx: ServerContext = {
       options: { ...this.options, dataDir },
@@ -128,6 +133,7 @@ export class FerryServer {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    if (this.sweeper) clearInterval(this.sweeper);
     const listener = this.listener;
     const closing = listener ? new Promise<void>((r) => listener.close(() => r())) : Promise.resolve();
     for (const s of this.sessions) s.terminate(new FerryError('shutting_down', 'The server is stopping'));

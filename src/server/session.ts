@@ -35,6 +35,10 @@ const READ_CHUNK = 512 * 1024;
 /** Server-sent listing messages stay well under a client's 64 KiB message limit. */
 const PAGE_JSON_BUDGET = 48 * 1024;
 const MAX_REFUSED_IDS = 1024;
+/** Paths in audit events are cut to this many characters (a valid path is at most 4096 bytes). */
+const MAX_AUDIT_PATH = 4096;
+/** Most events one RDLOG returns. */
+const MAX_LOG_EVENTS = 10_000;
 
 /** The original's words for each request, for the console. */
 const INSTRUCTION: Partial<Record<ClientMessage['t'], string>> = {
@@ -55,6 +59,8 @@ export class Session {
   private readonly wire: Wire;
   private stage: 'hello' | 'auth' | 'ready' | 'closed' = 'hello';
   private account: Account | null = null;
+  /** Features agreed in the handshake. */
+  private features: readonly string[] = [];
   private storage: Storage | null = null;
   private readonly queue: Item[] = [];
   private queuedBytes = 0;
@@ -62,6 +68,8 @@ export class Session {
   private pausedForQueue = false;
   private readonly uploads = new Map<number, UploadState>();
   private readonly downloads = new Map<number, DownloadState>();
+  /** Downloads streaming in the background; `bye` lets them finish first. */
+  private readonly streaming = new Set<Promise<void>>();
   /** Refused puts: their data frames are dropped until the client's `end` or `cancel`. */
   private readonly refused = new Set<number>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -163,6 +171,12 @@ export class Session {
   // ---- dispatch ----------------------------------------------------------------------------------
 
   private async onRequest(id: number, msg: ClientMessage): Promise<void> {
+    if (msg.t === 'error') {
+      this.info(`The client gave up on the connection: ${msg.code.slice(0, 40)}: ${msg.message.slice(0, 200)}`);
+      this.stage = 'closed';
+      this.wire.end();
+      return;
+    }
     if (this.stage === 'hello') {
       if (msg.t !== 'hello' || id !== 0) throw new FerryError('unexpected_message', `Expected 'hello' first, got '${msg.t}'`);
       return this.onHello(msg);
@@ -203,6 +217,7 @@ export class Session {
       case 'ping':
         return null;
       case 'bye':
+        await Promise.all(this.streaming);
         this.wire.send(id, { t: 'ok' });
         this.stage = 'closed';
         this.wire.end();
@@ -272,6 +287,10 @@ export class Session {
 
   private audit(event: Omit<AuditEvent, 'time' | 'user' | 'address'> & { user?: string }): void {
     const full = { user: this.account?.name ?? '?', address: this.address, ...event };
+    // What a client sent is recorded, but bounded: one event must always fit in a reply page.
+    full.user = capText(full.user, 64);
+    if (full.path !== undefined) full.path = capText(full.path, MAX_AUDIT_PATH);
+    if (full.to !== undefined) full.to = capText(full.to, MAX_AUDIT_PATH);
     this.ctx.audit.append(full).catch((err: unknown) => this.ctx.log.warn(`audit log append failed: ${String(err)}`));
   }
 
@@ -294,6 +313,7 @@ export class Session {
       throw new FerryError('version_mismatch', `This server speaks protocol version ${PROTOCOL_VERSION}, the client ${msg.v}`);
     }
     const features = this.ctx.features.filter((f) => msg.features.includes(f));
+    this.features = features;
     this.wire.send(0, {
       t: 'welcome',
       v: PROTOCOL_VERSION,
@@ -377,7 +397,7 @@ export class Session {
       size = 0;
     };
     for (const item of items) {
-      const itemSize = JSON.stringify(item).length + 1;
+      const itemSize = Buffer.byteLength(JSON.stringify(item)) + 1;
       if (size + itemSize > PAGE_JSON_BUDGET) await flush();
       page.push(item);
       size += itemSize;
@@ -412,7 +432,8 @@ export class Session {
     const account = this.account as Account;
     const admin = account.role === 'admin';
     const all = admin && msg.all !== false;
-    const events = await this.ctx.audit.read(all ? { limit: msg.limit ?? 1000 } : { user: account.name, limit: msg.limit ?? 1000 });
+    const limit = Math.min(msg.limit ?? 1000, MAX_LOG_EVENTS);
+    const events = await this.ctx.audit.read(all ? { limit } : { user: account.name, limit });
     await this.sendPaged(id, 'events', 'events', events);
     this.audit({ event: 'log_read', result: 'ok', detail: all ? 'all users' : 'own events' });
     this.info(`RDLOG: ${events.length} events${all ? ' (all users)' : ''}`);
@@ -443,10 +464,13 @@ export class Session {
     if (existing?.type === 'dir') throw new FerryError('is_a_directory', `'${msg.path}' is a directory`);
     if (existing && msg.overwrite) this.need('overwrite');
     if (existing && !msg.overwrite) throw new FerryError('exists', `'${msg.path}' exists (use overwrite to replace it)`);
-    if (msg.parents) this.need('mkdir');
+    if (msg.resume && !this.features.includes('resume')) throw new FerryError('bad_message', "'resume' was not negotiated in the handshake");
+    const parent = msg.path.includes('/') ? msg.path.slice(0, msg.path.lastIndexOf('/')) : '';
+    if (msg.parents && parent && !(await storage.stat(parent))) this.need('mkdir');
     const upload = await storage.createUpload(msg.path, {
       size: msg.size,
-      overwrite: msg.overwrite === true,
+      // Without the overwrite permission, a file that appears meanwhile is not replaced at commit either.
+      overwrite: msg.overwrite === true && (this.account?.perms.has('overwrite') ?? false),
       parents: msg.parents === true,
       resume: msg.resume === true,
       ...(msg.mtime !== undefined ? { mtime: msg.mtime } : {}),
@@ -539,7 +563,9 @@ export class Session {
     const state: DownloadState = { cancelled: false };
     this.downloads.set(id, state);
     this.wire.send(id, { t: 'meta', size: handle.size, mtime: Math.floor(handle.mtime) });
-    void this.streamDownload(id, msg.path, handle, offset, state, started);
+    const task = this.streamDownload(id, msg.path, handle, offset, state, started);
+    this.streaming.add(task);
+    void task.finally(() => this.streaming.delete(task));
     return undefined;
   }
 
@@ -602,6 +628,10 @@ export class Session {
     this.info(`Disconnected${describeClose(err)}${interrupted ? ` (${interrupted} upload(s) interrupted, kept for resume)` : ''}`);
     this.closedResolve();
   }
+}
+
+function capText(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
 }
 
 function describe(msg: ClientMessage): string {
