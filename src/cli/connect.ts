@@ -25,7 +25,7 @@ const COMMANDS: ReadonlyArray<{ name: string; aliases: string[]; usage: string; 
   { name: 'DELF', aliases: ['rm'], usage: 'DELF path', help: 'Delete a file (or an empty directory)' },
   { name: 'MKDIR', aliases: [], usage: 'MKDIR dir', help: 'Create a directory (and its parents)' },
   { name: 'RENAME', aliases: ['mv'], usage: 'RENAME from to', help: 'Rename or move a file or directory' },
-  { name: 'STAT', aliases: [], usage: 'STAT path', help: 'Show one file or directory' },
+  { name: 'STAT', aliases: [], usage: 'STAT path [--sha256]', help: 'Show one file or directory (--sha256: its hash)' },
   { name: 'RDLOG', aliases: ['log'], usage: 'RDLOG [--json]', help: 'Read log (an admin sees everyone\'s)' },
   { name: 'CLRLOG', aliases: [], usage: 'CLRLOG', help: 'Clear log (admin; the old log is archived)' },
   { name: 'HELP', aliases: ['?'], usage: 'HELP', help: 'Show this list' },
@@ -203,10 +203,11 @@ class Shell {
         return void this.out(`Renamed '${args[0]}' to '${args[1]}'`);
       }
       case 'STAT': {
-        const { args } = parseArgs(rest, []);
-        need(args, 1, 1, 'STAT path');
-        const e = await client.stat(args[0] as string);
-        return void this.out(`${e.type === 'dir' ? `${args[0]}/` : args[0]}  ${e.type}  ${formatBytes(e.size)} (${e.size} bytes)  modified ${formatTime(e.mtime)}`);
+        const { args, flags } = parseArgs(rest, ['--sha256']);
+        need(args, 1, 1, 'STAT path [--sha256]');
+        const { entry: e, sha256 } = flags.has('--sha256') ? await client.statHash(args[0] as string) : { entry: await client.stat(args[0] as string), sha256: null };
+        const line = `${e.type === 'dir' ? `${args[0]}/` : args[0]}  ${e.type}  ${formatBytes(e.size)} (${e.size} bytes)  modified ${formatTime(e.mtime)}`;
+        return void this.out(sha256 ? `${line}  sha256 ${sha256}` : line);
       }
       case 'RDLOG': {
         const { args, flags } = parseArgs(rest, ['--json']);

@@ -410,6 +410,12 @@ export class FerryClient {
     return result.entry;
   }
 
+  /** The entry and, for a file, the SHA-256 of its content (the server reads the whole file). */
+  async statHash(path: string): Promise<{ entry: Entry; sha256: string | null }> {
+    const { result } = await this.call<{ entry: Entry; sha256?: string }>({ t: 'stat', path, sha256: true });
+    return { entry: result.entry, sha256: result.sha256 ?? null };
+  }
+
   /** Like stat, but null for a path that does not exist. */
   async exists(path: string): Promise<Entry | null> {
     try {

@@ -27,7 +27,7 @@ export const CLIENT_MESSAGES = {
   signup: { user: 'str', password: 'str' },
   login: { user: 'str', password: 'str' },
   list: { path: 'str' },
-  stat: { path: 'str' },
+  stat: { path: 'str', sha256: 'bool?' },
   put: { path: 'str', size: 'uint', mtime: 'uint?', overwrite: 'bool?', parents: 'bool?', resume: 'bool?' },
   from: { offset: 'uint' },
   end: { sha256: 'hex64' },

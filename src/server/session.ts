@@ -238,7 +238,10 @@ export class Session {
         this.need('list');
         const entry = await storage.stat(msg.path);
         if (!entry) throw new FerryError('not_found', `No such file or directory: '${msg.path}'`);
-        return { entry };
+        if (!msg.sha256 || entry.type !== 'file') return { entry };
+        // Hashing reads the whole file: it needs the download permission, like reading it would.
+        this.need('download');
+        return { entry, sha256: await hashFile(storage, msg.path) };
       }
       case 'put':
         return this.onPut(id, msg, storage, started);
@@ -627,6 +630,23 @@ export class Session {
     await Promise.all(aborts);
     this.info(`Disconnected${describeClose(err)}${interrupted ? ` (${interrupted} upload(s) interrupted, kept for resume)` : ''}`);
     this.closedResolve();
+  }
+}
+
+/** SHA-256 (hex) of a stored file, read in chunks. */
+async function hashFile(storage: Storage, path: string): Promise<string> {
+  const handle = await storage.openRead(path);
+  try {
+    const hash = createHash('sha256');
+    for (let position = 0; position < handle.size; ) {
+      const buf = await handle.read(position, READ_CHUNK);
+      if (buf.length === 0) break;
+      hash.update(buf);
+      position += buf.length;
+    }
+    return hash.digest('hex');
+  } finally {
+    await handle.close();
   }
 }
 

@@ -79,9 +79,10 @@ uc('uploads into a subdirectory create its parents; -r moves whole directories b
 });
 
 uc('MKDIR, RENAME and STAT work, and errors name the problem', async () => {
-  const r = await server.connect('Trex_007', 'admin123', ['MKDIR inbox/2026', 'UPLD text.txt inbox/2026/a.txt', 'RENAME inbox/2026/a.txt inbox/b.txt', 'STAT inbox/b.txt'], { cwd: work });
+  const r = await server.connect('Trex_007', 'admin123', ['MKDIR inbox/2026', 'UPLD text.txt inbox/2026/a.txt', 'RENAME inbox/2026/a.txt inbox/b.txt', 'STAT inbox/b.txt', 'STAT inbox/b.txt --sha256'], { cwd: work });
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /inbox\/b\.txt {2}file {2}11 B \(11 bytes\)/);
+  assert.ok(r.stdout.includes(`sha256 ${sha256File(join(work, 'text.txt'))}`), r.stdout);
   const missing = await server.connect('Trex_007', 'admin123', ['STAT nope.txt', 'LIST'], { cwd: work });
   assert.is(missing.code, 1);
   assert.match(missing.stderr, /line 1 \(STAT\): No such file or directory: 'nope\.txt'/);
