@@ -148,3 +148,40 @@ function _addressKey(address: string): string {
   const text = String(address);
   return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(text) ? text.slice(7) : text;
 }
+
+/**
+ * At most `limit` events per key in a sliding `windowMs` (e.g. sign-ups per address), with a bounded
+ * number of keys (the oldest is forgotten first).
+ */
+export class RateLimit {
+  readonly #events = new Map<string, number[]>();
+  readonly #limit: number;
+  readonly #windowMs: number;
+  readonly #maxKeys: number;
+  readonly #now: () => number;
+
+  constructor(options: { limit: number; windowMs: number; maxKeys?: number; now?: () => number }) {
+    this.#limit = options.limit;
+    this.#windowMs = options.windowMs;
+    this.#maxKeys = options.maxKeys ?? 10_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Records an event for `key` if under the limit: true when allowed, false when over it. */
+  take(key: string): boolean {
+    const now = this.#now();
+    const recent = (this.#events.get(key) ?? []).filter((t) => now - t < this.#windowMs);
+    if (recent.length >= this.#limit) {
+      this.#events.set(key, recent);
+      return false;
+    }
+    recent.push(now);
+    this.#events.delete(key);
+    this.#events.set(key, recent);
+    if (this.#events.size > this.#maxKeys) {
+      const oldest = this.#events.keys().next().value;
+      if (oldest !== undefined) this.#events.delete(oldest);
+    }
+    return true;
+  }
+}

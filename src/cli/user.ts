@@ -6,10 +6,9 @@
  * is a terminal; otherwise the command fails.
  */
 import { mkdir } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
-import { Writable } from 'node:stream';
 import { consola } from 'consola';
 import { FerryError } from '../protocol/errors.ts';
+import { Prompt } from './prompt.ts';
 import {
   normalizePermissions,
   PERMISSIONS,
@@ -104,33 +103,15 @@ async function _readPassword(question: string): Promise<string> {
     return fromEnv;
   }
   if (!process.stdin.isTTY) throw new Error('No password given: set FERRY_PASSWORD or run in a terminal');
-  const first = await _askHidden(question);
-  validatePassword(first);
-  const second = await _askHidden('Repeat it: ');
-  if (first !== second) throw new Error('The two passwords differ: nothing was changed');
-  return first;
-}
-
-/** Reads one line from the terminal without echoing it: readline writes to an output we mute. */
-async function _askHidden(question: string): Promise<string> {
-  let muted = false;
-  const output = new Writable({
-    write(chunk, _encoding, done) {
-      if (!muted) process.stderr.write(chunk);
-      done();
-    },
-  });
-  const rl = createInterface({ input: process.stdin, output, terminal: true });
+  const prompt = new Prompt(process.stdin, process.stderr);
   try {
-    return await new Promise<string>((resolve, reject) => {
-      rl.on('SIGINT', () => reject(new Error('Cancelled: nothing was changed')));
-      rl.on('close', () => reject(new Error('No password given: the input ended')));
-      process.stderr.write(question);
-      muted = true;
-      rl.question('', resolve);
-    });
+    const first = await prompt.askHidden(question);
+    if (first === null) throw new Error('No password given: the input ended');
+    validatePassword(first);
+    const second = await prompt.askHidden('Repeat it: ');
+    if (first !== second) throw new Error('The two passwords differ: nothing was changed');
+    return first;
   } finally {
-    rl.close();
-    process.stderr.write('\n');
+    prompt.close();
   }
 }

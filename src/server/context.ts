@@ -1,5 +1,5 @@
 import type { AuditLog } from '../audit/log.ts';
-import type { LoginThrottle } from '../auth/throttle.ts';
+import type { LoginThrottle, RateLimit } from '../auth/throttle.ts';
 import type { UserStore } from '../auth/users.ts';
 import type { StorageDriver } from '../storage/storage.ts';
 import type { ServerLog } from './console.ts';
@@ -10,6 +10,8 @@ export interface ServerContext {
   readonly options: ServerOptions;
   readonly users: UserStore;
   readonly throttle: LoginThrottle;
+  /** Sign-ups per address. */
+  readonly signups: RateLimit;
   readonly audit: AuditLog;
   readonly storage: StorageDriver;
   readonly log: ServerLog;

@@ -17,6 +17,8 @@ export interface ServerOptions {
   idleTimeoutMs: number;
   maxConnections: number;
   maxConnectionsPerAddress: number;
+  /** Accounts one address may create per hour by sign-up. */
+  signupsPerAddressPerHour: number;
   /** Partial uploads older than this are swept at start-up. */
   partialMaxAgeMs: number;
 }
@@ -34,4 +36,5 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   maxConnections: 1024,
   maxConnectionsPerAddress: 32,
   partialMaxAgeMs: 7 * 24 * 3600_000,
+  signupsPerAddressPerHour: 20,
 };

@@ -3,7 +3,7 @@ import net from 'node:net';
 import { join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { AuditLog } from '../audit/log.ts';
-import { LoginThrottle } from '../auth/throttle.ts';
+import { LoginThrottle, RateLimit } from '../auth/throttle.ts';
 import { UserStore } from '../auth/users.ts';
 import { FerryError } from '../protocol/mod.ts';
 import { LocalDiskDriver } from '../storage/local.ts';
@@ -57,6 +57,7 @@ export class FerryServer {
       options: { ...this.options, dataDir },
       users: new UserStore(join(dataDir, 'users.json')),
       throttle: new LoginThrottle(),
+      signups: new RateLimit({ limit: this.options.signupsPerAddressPerHour, windowMs: 3600_000 }),
       audit: this.audit,
       storage,
       log: this.log,

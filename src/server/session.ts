@@ -56,6 +56,8 @@ let nextSessionNumber = 1;
 export class Session {
   readonly number = nextSessionNumber++;
   readonly address: string;
+  /** The peer's IP address alone (throttling is per address, not per port). */
+  readonly host: string;
   private readonly wire: Wire;
   private stage: 'hello' | 'auth' | 'ready' | 'closed' = 'hello';
   private account: Account | null = null;
@@ -81,6 +83,7 @@ export class Session {
     private readonly ctx: ServerContext,
   ) {
     const host = socket.remoteAddress ?? '?';
+    this.host = host;
     this.address = host.includes(':') ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
     this.wire = new Wire(
       socket,
@@ -335,6 +338,10 @@ export class Session {
     if (this.ctx.options.signup !== 'open') throw new FerryError('signup_closed', 'Sign-up is closed on this server; ask an admin for an account');
     validateUsername(msg.user);
     validatePassword(msg.password);
+    if (!this.ctx.signups.take(this.host)) {
+      this.info(`Sign-up refused for user: ${msg.user} (too many sign-ups from this address)`);
+      throw new FerryError('locked_out', 'Too many sign-ups from your address; try again in an hour');
+    }
     try {
       const record = await this.ctx.users.add(msg.user, msg.password);
       this.becomeUser({ name: record.name, role: record.role, perms: new Set(record.perms) });
@@ -350,7 +357,7 @@ export class Session {
   private async onLogin(msg: ClientMessageOf<'login'>): Promise<object> {
     if (this.stage === 'ready') throw new FerryError('already_authenticated', 'Already logged in');
     const { throttle, users } = this.ctx;
-    const host = this.address.replace(/:\d+$/, '');
+    const host = this.host;
     const name = msg.user.slice(0, 64);
     const gate = throttle.check(host, name);
     if (!gate.allowed) {

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LoginThrottle, THROTTLE_DEFAULTS, type ThrottleOptions } from '../../src/auth/throttle.ts';
+import { LoginThrottle, RateLimit, THROTTLE_DEFAULTS, type ThrottleOptions } from '../../src/auth/throttle.ts';
 
 function setup(options: Partial<ThrottleOptions> = {}) {
   const clock = { t: 1_000_000 };
@@ -150,3 +150,25 @@ memory('with the default cap, a flood of distinct names stays at 10,000 keys', (
 });
 
 memory.run();
+
+const rate = suite('rate limit');
+
+rate('allows up to the limit in the window, then refuses until events age out', () => {
+  let t = 0;
+  const limit = new RateLimit({ limit: 3, windowMs: 1000, now: () => t });
+  assert.equal([limit.take('a'), limit.take('a'), limit.take('a'), limit.take('a')], [true, true, true, false]);
+  assert.ok(limit.take('b'), 'other keys are independent');
+  t = 999;
+  assert.not.ok(limit.take('a'));
+  t = 1001;
+  assert.ok(limit.take('a'));
+});
+
+rate('keeps at most maxKeys keys', () => {
+  const limit = new RateLimit({ limit: 1, windowMs: 1000, maxKeys: 10, now: () => 0 });
+  assert.not.ok((limit.take('first'), limit.take('first')));
+  for (let i = 0; i < 50; i++) limit.take(`k${i}`);
+  assert.ok(limit.take('first'), 'the oldest key was forgotten');
+});
+
+rate.run();

@@ -200,6 +200,31 @@ killed('a server killed mid-upload: after restart no partial file, users and log
   }
 });
 
+killed('SIGTERM during an upload stops the server cleanly: exit 0, no visible file, the partial kept', async () => {
+  const server = await startServer();
+  try {
+    const signup = await server.connect('stopper', 'password1', ['LIST'], { signup: true });
+    assert.is(signup.code, 0);
+    const client = startFerry(['connect', `127.0.0.1:${server.port}`, '--user', 'stopper', '--fingerprint', server.fingerprint], {
+      env: childEnv(server.home, { FERRY_PASSWORD: 'password1' }),
+      input: `UPLD ${bigFile} big.bin\n`,
+    });
+    await waitUntil(() => partialBytes(server.dataDir) > 8 * 1024 * 1024, 30_000, 'upload under way');
+    const started = Date.now();
+    server.process.kill('SIGTERM');
+    await exited(server.process);
+    assert.ok(Date.now() - started < 5000, 'stops within seconds');
+    assert.is(server.process.exitCode, 0, server.output());
+    assert.match(server.output(), /SIGTERM: stopping/);
+    await exited(client);
+    assert.match(client.output(), /stopping/i, 'the client is told why');
+    assert.not.ok(existsSync(join(server.dataDir, 'homes', 'stopper', 'big.bin')));
+    assert.ok(partialBytes(server.dataDir) > 0, 'kept for resume');
+  } finally {
+    await server.dispose();
+  }
+});
+
 killed.run();
 
 const race = suite('concurrent sign-ups');
