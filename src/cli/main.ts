@@ -7,12 +7,15 @@ export function buildCli() {
 
   cli
     .command('serve', 'Run a ferry server')
-    .option('--host <host>', 'Address to listen on', { default: '0.0.0.0' })
-    .option('--port <port>', 'Port to listen on (0: any free port)', { default: 2121 })
-    .option('--data <dir>', 'Data directory (identity, users, audit log, homes)', { default: './ferry-data' })
-    .option('--signup <mode>', 'open: anyone may create an account; closed: only `ferry user add`', { default: 'open' })
+    .option('--host <host>', 'Address to listen on (default: 0.0.0.0)')
+    .option('--port <port>', 'Port to listen on, 0 for any free port (default: 2121)')
+    .option('--data <dir>', 'Data directory: identity, users, audit log, homes (default: ./ferry-data)')
+    .option('--signup <mode>', 'open: anyone may create an account; closed: only `ferry user add` (default: open)')
     .option('--insecure', 'Plain TCP without TLS (clients need --insecure too)')
+    .option('--plugin <name|path>', 'Load a bundled plugin by name, or your own .js/.mjs file (repeatable)')
+    .option('--config <file>', 'ferry.config.json or .yaml: host, port, data, signup, plugins with options')
     .example('ferry serve --data ./ferry-data --port 2121')
+    .example('ferry serve --plugin quota --plugin ./my-plugin.mjs --config ferry.config.yaml')
     .action(async (options) => (await import('./serve.ts')).runServe(options));
 
   cli

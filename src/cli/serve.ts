@@ -1,6 +1,10 @@
+import { resolve } from 'node:path';
+import { loadPlugins, type PluginSpec } from '../plugin/load.ts';
 import { FerryServer } from '../server/server.ts';
-import { consoleLog } from '../server/console.ts';
+import { consoleLog, type ServerLog } from '../server/console.ts';
 import { VERSION } from '../version.ts';
+import { BUNDLED_PLUGINS } from './bundled-plugins.ts';
+import { pluginSpecFromWord, readServeConfig, type ServeConfig } from './config.ts';
 
 export interface ServeCliOptions {
   host?: string;
@@ -8,6 +12,17 @@ export interface ServeCliOptions {
   data?: string;
   signup?: string;
   insecure?: boolean;
+  /** `--plugin NAME|PATH`, repeatable. */
+  plugin?: string | string[];
+  config?: string;
+}
+
+function pluginLogger(log: ServerLog, name: string) {
+  return {
+    info: (m: string) => log.info(`[plugin ${name}] ${m}`),
+    warn: (m: string) => log.warn(`[plugin ${name}] ${m}`),
+    error: (m: string) => log.warn(`[plugin ${name}] ${m}`),
+  };
 }
 
 function parsePort(value: string | number | undefined): number {
@@ -19,18 +34,29 @@ function parsePort(value: string | number | undefined): number {
 
 /** `ferry serve`: runs until SIGINT or SIGTERM, then stops cleanly. */
 export async function runServe(options: ServeCliOptions): Promise<void> {
-  const signup = options.signup ?? 'open';
+  const { config, baseDir }: { config: ServeConfig; baseDir: string } = options.config
+    ? await readServeConfig(options.config)
+    : { config: { plugins: [] }, baseDir: process.cwd() };
+  const signup = options.signup ?? config.signup ?? 'open';
   if (signup !== 'open' && signup !== 'closed') throw new Error(`Invalid --signup '${signup}': use open or closed`);
+  const dataDir = resolve(options.data ?? config.data ?? './ferry-data');
   const log = consoleLog();
+  const words = options.plugin === undefined ? [] : Array.isArray(options.plugin) ? options.plugin : [options.plugin];
+  const specs: PluginSpec[] = [...config.plugins, ...words.map((w) => pluginSpecFromWord(String(w)))];
+  const plugins =
+    specs.length > 0
+      ? await loadPlugins(specs, { bundled: BUNDLED_PLUGINS, dataDir, baseDir, log: (name) => pluginLogger(log, name) })
+      : undefined;
   const server = new FerryServer(
     {
-      host: options.host ?? '0.0.0.0',
-      port: parsePort(options.port),
-      dataDir: options.data ?? './ferry-data',
+      host: options.host ?? config.host ?? '0.0.0.0',
+      port: parsePort(options.port ?? config.port),
+      dataDir,
       signup,
-      insecure: options.insecure === true,
+      insecure: options.insecure === true || config.insecure === true,
     },
     log,
+    plugins,
   );
   const info = await server.start().catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'EADDRINUSE') throw new Error(`Cannot listen on ${options.host ?? '0.0.0.0'}:${parsePort(options.port)}: address already in use`);
@@ -48,6 +74,7 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
   } else {
     lines.push('WARNING: --insecure: no TLS; passwords and files cross the network in clear');
   }
+  if (plugins) lines.push(`plugins: ${plugins.names.join(', ')}`);
   lines.push(`sign-up ${signup}; admins are made with: ferry user add NAME --admin --data ${info.dataDir}`);
   lines.push(`To get started, connect a client: ferry connect <host>:${info.port}${info.fingerprint ? ` --fingerprint ${info.fingerprint}` : ' --insecure'}`);
   process.stdout.write(lines.join('\n') + '\n');

@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   busy: { fatal: false, retryable: true, text: 'the server is busy; try again' },
   quota_exceeded: { fatal: false, retryable: false, text: 'the storage quota would be exceeded' },
   denied: { fatal: false, retryable: false, text: 'a server plugin refused the operation' },
+  bad_encoding: { fatal: false, retryable: true, text: 'the encoded (e.g. compressed) bytes of a transfer could not be decoded' },
   no_space: { fatal: false, retryable: true, text: 'the server is out of disk space' },
   internal: { fatal: false, retryable: true, text: 'the server hit an unexpected error' },
 } as const satisfies Record<string, { fatal: boolean; retryable: boolean; text: string }>;

@@ -4,7 +4,7 @@ import { FerryError, isErrorCode, type ErrorCode } from './errors.ts';
  * Control messages are JSON objects with a type tag `t`. Each type's fields are declared once, in the
  * tables below; both the TypeScript types and the runtime validation come from those tables.
  */
-type FieldSpec = 'str' | 'str?' | 'uint' | 'uint?' | 'bool?' | 'strs' | 'hex64' | 'hex64?' | 'json' | 'json?';
+type FieldSpec = 'str' | 'str?' | 'uint' | 'uint?' | 'bool?' | 'strs' | 'strs?' | 'hex64' | 'hex64?' | 'json' | 'json?';
 type Spec = Record<string, FieldSpec>;
 
 interface FieldTypes {
@@ -28,10 +28,10 @@ export const CLIENT_MESSAGES = {
   login: { user: 'str', password: 'str' },
   list: { path: 'str' },
   stat: { path: 'str', sha256: 'bool?' },
-  put: { path: 'str', size: 'uint', mtime: 'uint?', overwrite: 'bool?', parents: 'bool?', resume: 'bool?' },
+  put: { path: 'str', size: 'uint', mtime: 'uint?', overwrite: 'bool?', parents: 'bool?', resume: 'bool?', encoding: 'str?' },
   from: { offset: 'uint' },
   end: { sha256: 'hex64' },
-  get: { path: 'str', offset: 'uint?' },
+  get: { path: 'str', offset: 'uint?', accept: 'strs?' },
   cancel: {},
   delete: { path: 'str' },
   mkdir: { path: 'str', parents: 'bool?' },
@@ -51,7 +51,7 @@ export const SERVER_MESSAGES = {
   error: { code: 'str', message: 'str' },
   entries: { entries: 'json' },
   events: { events: 'json' },
-  meta: { size: 'uint', mtime: 'uint' },
+  meta: { size: 'uint', mtime: 'uint', encoding: 'str?' },
   resume: { offset: 'uint', sha256: 'hex64' },
   end: { sha256: 'hex64' },
 } as const satisfies Record<string, Spec>;

@@ -1,6 +1,7 @@
 import type { AuditLog } from '../audit/log.ts';
 import type { LoginThrottle, RateLimit } from '../auth/throttle.ts';
 import type { UserStore } from '../auth/users.ts';
+import type { PluginHost } from '../plugin/host.ts';
 import type { StorageDriver } from '../storage/storage.ts';
 import type { ServerLog } from './console.ts';
 import type { ServerOptions } from './options.ts';
@@ -15,6 +16,8 @@ export interface ServerContext {
   readonly audit: AuditLog;
   readonly storage: StorageDriver;
   readonly log: ServerLog;
+  /** Plugin hooks (an empty host when no plugin is configured). */
+  readonly plugins: PluginHost;
   readonly agent: string;
   /** Features this server offers in the handshake. */
   readonly features: readonly string[];

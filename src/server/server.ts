@@ -6,6 +6,7 @@ import { AuditLog } from '../audit/log.ts';
 import { LoginThrottle, RateLimit } from '../auth/throttle.ts';
 import { UserStore } from '../auth/users.ts';
 import { FerryError } from '../protocol/mod.ts';
+import { PluginHost } from '../plugin/host.ts';
 import { LocalDiskDriver } from '../storage/local.ts';
 import { loadOrCreateIdentity } from '../tls/identity.ts';
 import { VERSION } from '../version.ts';
@@ -36,9 +37,12 @@ export class FerryServer {
   private stopping = false;
   private sweeper: NodeJS.Timeout | null = null;
 
-  constructor(options: Partial<ServerOptions> = {}, log: ServerLog = consoleLog()) {
+  private readonly plugins: PluginHost;
+
+  constructor(options: Partial<ServerOptions> = {}, log: ServerLog = consoleLog(), plugins?: PluginHost) {
     this.options = { ...DEFAULT_SERVER_OPTIONS, ...options, limits: { ...DEFAULT_SERVER_OPTIONS.limits, ...options.limits } };
     this.log = log;
+    this.plugins = plugins ?? PluginHost.empty({ info: log.info, warn: log.warn, error: log.warn });
   }
 
   async start(): Promise<ServerInfo> {
@@ -61,8 +65,9 @@ export class FerryServer {
       audit: this.audit,
       storage,
       log: this.log,
+      plugins: this.plugins,
       agent: `ferry/${VERSION}`,
-      features: ['resume'],
+      features: ['resume', ...this.plugins.features],
     };
 
     const onSocket = (socket: net.Socket) => this.accept(socket, ctx);
@@ -93,6 +98,7 @@ export class FerryServer {
       });
     });
     const address = listener.address() as net.AddressInfo;
+    await this.plugins.notifyAndWait('server:start', { host: address.address, port: address.port, dataDir });
     return {
       host: address.address,
       port: address.port,
@@ -143,6 +149,7 @@ export class FerryServer {
       new Promise((r) => setTimeout(r, 3000).unref()),
     ]);
     await closing;
+    await this.plugins.notifyAndWait('server:stop');
     await this.audit?.close();
   }
 }

@@ -1,12 +1,16 @@
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { once } from 'node:events';
 import type { AuditEvent } from '../audit/event.ts';
+import { auditTime } from '../audit/log.ts';
 import { burnPasswordCheck, validatePassword, verifyPassword } from '../auth/password.ts';
 import { validateUsername } from '../auth/users.ts';
-import type { Account, Permission } from '../auth/types.ts';
+import { PERMISSIONS, type Account, type Permission } from '../auth/types.ts';
 import {
-  FerryError, PROTOCOL_VERSION, parseClientMessage, type ClientMessage, type ClientMessageOf, type Entry,
+  FerryError, PROTOCOL_VERSION, isErrorCode, parseClientMessage, type ClientMessage, type ClientMessageOf, type Entry,
 } from '../protocol/mod.ts';
+import type { Actor, Deny, DownloadOp, EncodedStream, Outcome, UploadOp } from '../plugin/types.ts';
+import { DecodingWriter } from './encoding.ts';
 import type { Storage, Upload } from '../storage/storage.ts';
 import { Wire } from '../transport/wire.ts';
 import type { ServerContext } from './context.ts';
@@ -20,6 +24,10 @@ interface UploadState {
   path: string;
   started: number;
   awaitingFrom: boolean;
+  /** Set while plugins must still hear how this upload ended (upload:after, exactly once). */
+  op: UploadOp | null;
+  /** A plugin's decoder when the client sent encoded bytes. */
+  decoder: DecodingWriter | null;
 }
 
 interface DownloadState {
@@ -75,6 +83,8 @@ export class Session {
   /** Refused puts: their data frames are dropped until the client's `end` or `cancel`. */
   private readonly refused = new Set<number>();
   private readonly timers: NodeJS.Timeout[] = [];
+  /** A plugin's connection:open verdict; nothing is processed before it is known. */
+  private gate: Promise<Deny | null> | null = null;
   private closedResolve!: () => void;
   readonly closed = new Promise<void>((resolve) => (this.closedResolve = resolve));
 
@@ -99,6 +109,7 @@ export class Session {
     this.timers.push(setTimeout(() => this.stage !== 'ready' && this.timeout('log-in'), authTimeoutMs));
     socket.setTimeout(idleTimeoutMs, () => this.timeout('idle'));
     this.info('Connected');
+    if (ctx.plugins.has('connection:open')) this.gate = ctx.plugins.veto('connection:open', { address: this.address, host: this.host });
   }
 
   get user(): string | null {
@@ -136,6 +147,15 @@ export class Session {
   private async pump(): Promise<void> {
     this.pumping = true;
     try {
+      if (this.gate) {
+        const deny = await this.gate;
+        this.gate = null;
+        if (deny) {
+          this.info(`Refused by a plugin: ${deny.message}`);
+          this.wire.fail(new FerryError(isErrorCode(deny.deny) ? deny.deny : 'denied', String(deny.message)));
+          return;
+        }
+      }
       while (this.queue.length > 0 && this.stage !== 'closed') {
         const item = this.queue.shift() as Item;
         let bytes = item.bytes;
@@ -240,11 +260,13 @@ export class Session {
       case 'stat': {
         this.need('list');
         const entry = await storage.stat(msg.path);
+        await this.vetoed(this.plugins.has('list:before') && this.plugins.veto('list:before', { ...this.actor(), path: msg.path, entry }));
         if (!entry) throw new FerryError('not_found', `No such file or directory: '${msg.path}'`);
-        if (!msg.sha256 || entry.type !== 'file') return { entry };
+        const usage = await this.usage();
+        if (!msg.sha256 || entry.type !== 'file') return { entry, ...usage };
         // Hashing reads the whole file: it needs the download permission, like reading it would.
         this.need('download');
-        return { entry, sha256: await hashFile(storage, msg.path) };
+        return { entry, sha256: await hashFile(storage, msg.path), ...usage };
       }
       case 'put':
         return this.onPut(id, msg, storage, started);
@@ -252,22 +274,39 @@ export class Session {
         return this.onGet(id, msg, storage, started);
       case 'delete': {
         this.need('delete');
-        await this.audited({ event: 'delete', path: msg.path }, () => storage.remove(msg.path));
+        const hooked = this.plugins.has('delete:before') || this.plugins.has('delete:after');
+        const op = { ...this.actor(), path: msg.path, entry: hooked ? await storage.stat(msg.path) : null };
+        await this.audited({ event: 'delete', path: msg.path }, async () => {
+          await this.vetoed(this.plugins.has('delete:before') && this.plugins.veto('delete:before', op));
+          await this.notified((outcome) => this.plugins.notify('delete:after', op, outcome), this.plugins.has('delete:after'), () => storage.remove(msg.path));
+        });
         this.info(`DELF ${msg.path}: deleted`);
         return null;
       }
       case 'mkdir': {
         this.need('mkdir');
-        await this.audited({ event: 'mkdir', path: msg.path }, () => storage.mkdir(msg.path, { parents: msg.parents === true }));
+        const op = { ...this.actor(), path: msg.path, entry: null };
+        await this.audited({ event: 'mkdir', path: msg.path }, async () => {
+          await this.vetoed(this.plugins.has('mkdir:before') && this.plugins.veto('mkdir:before', op));
+          await this.notified((outcome) => this.plugins.notify('mkdir:after', op, outcome), this.plugins.has('mkdir:after'), () =>
+            storage.mkdir(msg.path, { parents: msg.parents === true }),
+          );
+        });
         this.info(`MKDIR ${msg.path}: created`);
         return null;
       }
       case 'rename': {
         this.need('rename');
-        if (msg.overwrite && (await storage.stat(msg.to))) this.need('overwrite');
-        await this.audited({ event: 'rename', path: msg.from, to: msg.to }, () =>
-          storage.rename(msg.from, msg.to, { overwrite: msg.overwrite === true }),
-        );
+        const replaces = await storage.stat(msg.to);
+        if (msg.overwrite && replaces) this.need('overwrite');
+        const hooked = this.plugins.has('rename:before') || this.plugins.has('rename:after');
+        const op = { ...this.actor(), from: msg.from, to: msg.to, entry: hooked ? await storage.stat(msg.from) : null, replaces };
+        await this.audited({ event: 'rename', path: msg.from, to: msg.to }, async () => {
+          await this.vetoed(this.plugins.has('rename:before') && this.plugins.veto('rename:before', op));
+          await this.notified((outcome) => this.plugins.notify('rename:after', op, outcome), this.plugins.has('rename:after'), () =>
+            storage.rename(msg.from, msg.to, { overwrite: msg.overwrite === true }),
+          );
+        });
         this.info(`RENAME ${msg.from} -> ${msg.to}: done`);
         return null;
       }
@@ -291,13 +330,52 @@ export class Session {
     }
   }
 
+  private get plugins() {
+    return this.ctx.plugins;
+  }
+
+  private actor(): Actor {
+    const a = this.account as Account;
+    return { user: a.name, role: a.role, address: this.address };
+  }
+
+  /** Turns a plugin's refusal into the request's error. `false` (no plugin listens) costs nothing. */
+  private async vetoed(pending: false | Promise<Deny | null>): Promise<void> {
+    if (!pending) return;
+    const deny = await pending;
+    if (deny) throw new FerryError(isErrorCode(deny.deny) ? deny.deny : 'denied', String(deny.message));
+  }
+
+  /** Runs an operation and tells the plugins how it ended. */
+  private async notified<T>(tell: (outcome: Outcome) => void, listening: boolean, op: () => Promise<T>): Promise<T> {
+    if (!listening) return op();
+    try {
+      const value = await op();
+      tell({ ok: true });
+      return value;
+    } catch (err) {
+      tell(outcomeOf(err));
+      throw err;
+    }
+  }
+
+  /** Usage figures from a plugin (e.g. quota), for LIST and STAT replies. */
+  private async usage(): Promise<{ usage?: object }> {
+    if (!this.plugins.has('usage:get')) return {};
+    const usage = await this.plugins.first('usage:get', this.actor());
+    return usage ? { usage } : {};
+  }
+
   private audit(event: Omit<AuditEvent, 'time' | 'user' | 'address'> & { user?: string }): void {
-    const full = { user: this.account?.name ?? '?', address: this.address, ...event };
+    const full: AuditEvent = { time: auditTime(), user: this.account?.name ?? '?', address: this.address, ...event };
     // What a client sent is recorded, but bounded: one event must always fit in a reply page.
     full.user = capText(full.user, 64);
     if (full.path !== undefined) full.path = capText(full.path, MAX_AUDIT_PATH);
     if (full.to !== undefined) full.to = capText(full.to, MAX_AUDIT_PATH);
-    this.ctx.audit.append(full).catch((err: unknown) => this.ctx.log.warn(`audit log append failed: ${String(err)}`));
+    this.ctx.audit
+      .append(full)
+      .then(() => this.plugins.notify('audit', full))
+      .catch((err: unknown) => this.ctx.log.warn(`audit log append failed: ${String(err)}`));
   }
 
   /** Runs an operation and records it in the audit log with its result either way. */
@@ -366,6 +444,23 @@ export class Session {
       this.info(`Authentication failed for user: ${name} (locked out for ${seconds} s)`);
       throw new FerryError('locked_out', `Too many failed log-ins; try again in ${seconds} s`);
     }
+    if (this.plugins.has('auth:login')) {
+      const result = await this.plugins.first('auth:login', { user: name, password: msg.password, address: this.address });
+      if (result && 'user' in result) {
+        throttle.success(host, name);
+        const perms = result.user.perms ?? [...PERMISSIONS];
+        this.becomeUser({ name: result.user.name, role: result.user.role ?? 'user', perms: new Set(perms) });
+        this.audit({ event: 'login', result: 'ok', detail: 'authenticated by a plugin' });
+        this.info(`Authentication successful for user: ${result.user.name} (by a plugin)`);
+        return this.accountResult();
+      }
+      if (result && 'deny' in result) {
+        throttle.failure(host, name);
+        this.audit({ event: 'login_failed', user: name, result: 'error', error: 'auth_failed', detail: 'refused by a plugin' });
+        this.info(`Authentication failed for user: ${name} (refused by a plugin)`);
+        throw new FerryError(isErrorCode(result.deny) ? result.deny : 'auth_failed', String(result.message));
+      }
+    }
     const record = await users.get(name).catch(() => null);
     const ok = record ? await verifyPassword(msg.password, record.hash) : (await burnPasswordCheck(msg.password), false);
     if (!ok || !record) {
@@ -418,6 +513,7 @@ export class Session {
   private async onList(id: number, msg: ClientMessageOf<'list'>, storage: Storage): Promise<object> {
     this.need('list');
     const target = await storage.stat(msg.path);
+    await this.vetoed(this.plugins.has('list:before') && this.plugins.veto('list:before', { ...this.actor(), path: msg.path, entry: target }));
     if (!target) throw new FerryError('not_found', `No such file or directory: '${msg.path}'`);
     let count = 0;
     let bytes = 0;
@@ -435,7 +531,7 @@ export class Session {
       }
     }
     this.info(`LIST ${msg.path || '.'}: ${count} entries`);
-    return { count, bytes };
+    return { count, bytes, ...(await this.usage()) };
   }
 
   private async onLog(id: number, msg: ClientMessageOf<'log'>): Promise<object> {
@@ -475,20 +571,52 @@ export class Session {
     if (existing && msg.overwrite) this.need('overwrite');
     if (existing && !msg.overwrite) throw new FerryError('exists', `'${msg.path}' exists (use overwrite to replace it)`);
     if (msg.resume && !this.features.includes('resume')) throw new FerryError('bad_message', "'resume' was not negotiated in the handshake");
+    if (msg.encoding !== undefined && !this.features.includes(`encoding:${msg.encoding}`)) {
+      throw new FerryError('bad_message', `Encoding '${msg.encoding.slice(0, 40)}' was not negotiated in the handshake`);
+    }
     const parent = msg.path.includes('/') ? msg.path.slice(0, msg.path.lastIndexOf('/')) : '';
     if (msg.parents && parent && !(await storage.stat(parent))) this.need('mkdir');
-    const upload = await storage.createUpload(msg.path, {
-      size: msg.size,
-      // Without the overwrite permission, a file that appears meanwhile is not replaced at commit either.
-      overwrite: msg.overwrite === true && (this.account?.perms.has('overwrite') ?? false),
-      parents: msg.parents === true,
-      resume: msg.resume === true,
-      ...(msg.mtime !== undefined ? { mtime: msg.mtime } : {}),
-    });
-    const resume = msg.resume === true;
-    this.uploads.set(id, { upload, path: msg.path, started, awaitingFrom: resume });
-    if (resume) this.wire.send(id, { t: 'resume', offset: upload.offset, sha256: upload.prefixSha256 });
+    const op: UploadOp = { ...this.actor(), path: msg.path, size: msg.size, replaces: existing };
+    await this.vetoed(this.plugins.has('upload:before') && this.plugins.veto('upload:before', op));
+    // From here on, plugins hear exactly once how this upload ended.
+    let state: UploadState | null = null;
+    try {
+      const upload = await storage.createUpload(msg.path, {
+        size: msg.size,
+        // Without the overwrite permission, a file that appears meanwhile is not replaced at commit either.
+        overwrite: msg.overwrite === true && (this.account?.perms.has('overwrite') ?? false),
+        parents: msg.parents === true,
+        resume: msg.resume === true,
+        ...(msg.mtime !== undefined ? { mtime: msg.mtime } : {}),
+      });
+      const resume = msg.resume === true;
+      state = { upload, path: msg.path, started, awaitingFrom: resume, op, decoder: null };
+      this.uploads.set(id, state);
+      if (msg.encoding !== undefined) {
+        const transform = await this.plugins.first('transfer:decode', { encoding: msg.encoding, op });
+        if (!transform) throw new FerryError('bad_message', `No plugin decodes '${msg.encoding.slice(0, 40)}'`);
+        state.decoder = new DecodingWriter(upload, transform, msg.encoding);
+      }
+      if (resume) this.wire.send(id, { t: 'resume', offset: upload.offset, sha256: upload.prefixSha256 });
+    } catch (err) {
+      if (state) {
+        this.uploads.delete(id);
+        state.decoder?.destroy();
+        await state.upload.abort(false).catch(() => {});
+      }
+      this.plugins.notify('upload:after', op, outcomeOf(err));
+      throw err;
+    }
     return undefined;
+  }
+
+  /** Tells the plugins once how an upload ended. */
+  private uploadEnded(state: UploadState, outcome: Outcome): void {
+    const op = state.op;
+    if (!op) return;
+    state.op = null;
+    state.decoder?.destroy();
+    this.plugins.notify('upload:after', op, outcome);
   }
 
   private async onFrom(id: number, msg: ClientMessageOf<'from'>): Promise<void> {
@@ -506,7 +634,7 @@ export class Session {
     const state = this.uploads.get(id);
     if (!state || state.awaitingFrom) throw new FerryError('unexpected_message', `Data for request ${id}, which is not an upload in progress`);
     try {
-      await state.upload.write(chunks);
+      await (state.decoder ?? state.upload).write(chunks);
     } catch (err) {
       await this.failUpload(id, state, err);
     }
@@ -517,10 +645,12 @@ export class Session {
     const state = this.uploads.get(id);
     if (!state || state.awaitingFrom) throw new FerryError('unexpected_message', `'end' for request ${id}, which is not an upload in progress`);
     try {
+      await state.decoder?.finish();
       const entry = await state.upload.commit(msg.sha256);
       this.uploads.delete(id);
       const durationMs = Date.now() - state.started;
       const resumedFrom = state.upload.offset;
+      this.uploadEnded(state, { ok: true });
       this.wire.send(id, { t: 'ok', result: { size: entry.size, sha256: msg.sha256, resumedFrom, entry } });
       this.audit({ event: 'upload', path: state.path, bytes: entry.size, durationMs, sha256: msg.sha256, result: 'ok' });
       this.info(`UPLD ${state.path}: received ${entry.size} B in ${durationMs} ms${resumedFrom ? ` (resumed at ${resumedFrom})` : ''}, sha256 verified`);
@@ -529,6 +659,7 @@ export class Session {
       this.uploads.delete(id);
       await state.upload.abort(false).catch(() => {});
       const ferr = this.asFerryError(err, { t: 'put', path: state.path, size: 0 });
+      this.uploadEnded(state, outcomeOf(ferr));
       this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
       this.audit({ event: 'upload', path: state.path, result: 'error', error: ferr.code });
       this.info(`UPLD ${state.path}: ${ferr.code}: ${ferr.message}`);
@@ -540,6 +671,7 @@ export class Session {
     this.refuse(id);
     await state.upload.abort(false).catch(() => {});
     const ferr = this.asFerryError(err, { t: 'put', path: state.path, size: 0 });
+    this.uploadEnded(state, outcomeOf(ferr));
     this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
     this.audit({ event: 'upload', path: state.path, result: 'error', error: ferr.code });
     this.info(`UPLD ${state.path}: ${ferr.code}: ${ferr.message}`);
@@ -551,6 +683,7 @@ export class Session {
     if (up) {
       this.uploads.delete(id);
       await up.upload.abort(false).catch(() => {});
+      this.uploadEnded(up, { ok: false, code: 'cancelled', message: 'Upload cancelled' });
       this.wire.send(id, { t: 'error', code: 'cancelled', message: 'Upload cancelled' });
       this.audit({ event: 'upload', path: up.path, result: 'error', error: 'cancelled' });
       return;
@@ -566,46 +699,91 @@ export class Session {
     this.need('download');
     const handle = await storage.openRead(msg.path);
     const offset = msg.offset ?? 0;
-    if (offset > handle.size) {
+    const op: DownloadOp = { ...this.actor(), path: msg.path, size: handle.size, offset };
+    let encoded: EncodedStream | undefined;
+    try {
+      if (offset > handle.size) {
+        throw new FerryError('size_mismatch', `Resume offset ${offset} is past the end of '${msg.path}' (${handle.size} bytes)`);
+      }
+      await this.vetoed(this.plugins.has('download:before') && this.plugins.veto('download:before', op));
+      const accept = (msg.accept ?? []).filter((e) => this.features.includes(`encoding:${e}`));
+      if (accept.length > 0 && this.plugins.has('transfer:encode')) {
+        encoded = await this.plugins.first('transfer:encode', { accept, op, path: msg.path });
+        if (encoded && !accept.includes(encoded.encoding)) throw new FerryError('internal', `A plugin chose encoding '${encoded.encoding}', which the client did not accept`);
+      }
+    } catch (err) {
       await handle.close();
-      throw new FerryError('size_mismatch', `Resume offset ${offset} is past the end of '${msg.path}' (${handle.size} bytes)`);
+      encoded?.stream.destroy();
+      throw err;
     }
     const state: DownloadState = { cancelled: false };
     this.downloads.set(id, state);
-    this.wire.send(id, { t: 'meta', size: handle.size, mtime: Math.floor(handle.mtime) });
-    const task = this.streamDownload(id, msg.path, handle, offset, state, started);
+    this.wire.send(id, { t: 'meta', size: handle.size, mtime: Math.floor(handle.mtime), ...(encoded ? { encoding: encoded.encoding } : {}) });
+    const task = this.streamDownload(id, op, handle, state, started, encoded?.stream ?? null);
     this.streaming.add(task);
     void task.finally(() => this.streaming.delete(task));
     return undefined;
   }
 
+  /**
+   * Sends a file's bytes from `op.offset` (hashing it all from 0), through a plugin's encoding stream
+   * when there is one, then `end` with the SHA-256 of the whole file.
+   */
   private async streamDownload(
     id: number,
-    path: string,
+    op: DownloadOp,
     handle: Awaited<ReturnType<Storage['openRead']>>,
-    offset: number,
     state: DownloadState,
     started: number,
+    encoder: NodeJS.ReadWriteStream | null,
   ): Promise<void> {
+    const { path, offset } = op;
     const hash = createHash('sha256');
     const frame = Math.min(this.ctx.options.limits.maxData, READ_CHUNK);
     let position = 0;
+    let encoderDone: Promise<unknown> = Promise.resolve();
+    if (encoder) {
+      encoder.on('data', (chunk: Buffer) => {
+        for (let at = 0; at < chunk.length; at += frame) {
+          if (!this.wire.sendData(id, chunk.subarray(at, at + frame))) {
+            encoder.pause();
+            void this.wire.drained().then(() => encoder.resume());
+          }
+        }
+      });
+      encoderDone = once(encoder as unknown as NodeJS.EventEmitter, 'end');
+    }
+    /** Sends file bytes, raw or through the encoder; resolves when it is fine to read more. */
+    const send = async (bytes: Buffer): Promise<void> => {
+      if (encoder) {
+        if (!encoder.write(bytes)) await once(encoder as unknown as NodeJS.EventEmitter, 'drain');
+        return;
+      }
+      let ok = true;
+      for (let at = 0; at < bytes.length; at += frame) ok = this.wire.sendData(id, bytes.subarray(at, at + frame));
+      if (!ok) await this.wire.drained();
+    };
     try {
       while (position < handle.size && !state.cancelled && !this.wire.isClosed) {
         const buf = await handle.read(position, Math.min(READ_CHUNK, handle.size - position));
         if (buf.length === 0) break;
         hash.update(buf);
-        let ok = true;
-        for (let at = Math.max(0, offset - position); at < buf.length; at += frame) {
-          ok = this.wire.sendData(id, buf.subarray(at, at + frame));
-        }
+        const from = Math.max(0, offset - position);
+        if (from < buf.length) await send(from === 0 ? buf : buf.subarray(from));
         position += buf.length;
-        if (!ok) await this.wire.drained();
       }
-      if (this.wire.isClosed) return;
+      if (encoder && !state.cancelled && !this.wire.isClosed) {
+        encoder.end();
+        await encoderDone;
+      }
+      if (this.wire.isClosed) {
+        this.plugins.notify('download:after', op, { ok: false, code: 'connection_lost', message: 'The connection closed' });
+        return;
+      }
       if (state.cancelled) {
         this.wire.send(id, { t: 'error', code: 'cancelled', message: 'Download cancelled' });
         this.audit({ event: 'download', path, result: 'error', error: 'cancelled' });
+        this.plugins.notify('download:after', op, { ok: false, code: 'cancelled', message: 'Download cancelled' });
         return;
       }
       if (position !== handle.size) throw new FerryError('internal', `'${path}' changed while it was being sent`);
@@ -613,12 +791,15 @@ export class Session {
       this.wire.send(id, { t: 'end', sha256 });
       const durationMs = Date.now() - started;
       this.audit({ event: 'download', path, bytes: handle.size, durationMs, sha256, result: 'ok' });
+      this.plugins.notify('download:after', op, { ok: true });
       this.info(`DWLD ${path}: sent ${handle.size - offset} B in ${durationMs} ms${offset ? ` (resumed at ${offset})` : ''}`);
     } catch (err) {
       const ferr = this.asFerryError(err, { t: 'get', path });
       this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
       this.audit({ event: 'download', path, result: 'error', error: ferr.code });
+      this.plugins.notify('download:after', op, outcomeOf(ferr));
     } finally {
+      (encoder as unknown as { destroy?: () => void } | null)?.destroy?.();
       this.downloads.delete(id);
       await handle.close().catch(() => {});
     }
@@ -631,7 +812,11 @@ export class Session {
     for (const t of this.timers) clearTimeout(t);
     this.queue.length = 0;
     for (const d of this.downloads.values()) d.cancelled = true;
-    const aborts = [...this.uploads.values()].map((u) => u.upload.abort(true).catch(() => {}));
+    const lost: Outcome = { ok: false, code: 'connection_lost', message: 'The connection closed during the upload' };
+    const aborts = [...this.uploads.values()].map((u) => {
+      this.uploadEnded(u, lost);
+      return u.upload.abort(true).catch(() => {});
+    });
     const interrupted = this.uploads.size;
     this.uploads.clear();
     await Promise.all(aborts);
@@ -655,6 +840,11 @@ async function hashFile(storage: Storage, path: string): Promise<string> {
   } finally {
     await handle.close();
   }
+}
+
+function outcomeOf(err: unknown): Outcome {
+  if (err instanceof FerryError) return { ok: false, code: err.code, message: err.message };
+  return { ok: false, code: 'internal', message: err instanceof Error ? err.message : String(err) };
 }
 
 function capText(text: string, max: number): string {
