@@ -2,7 +2,7 @@ import { readdir, stat, mkdir } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { renderEvent } from '../audit/render.ts';
-import { connect, parseTarget, type FerryClient, type HostCheck } from '../client/client.ts';
+import { connect, parseTarget, type FerryClient, type HostCheck, type UsageInfo } from '../client/client.ts';
 import { FerryError, type Entry } from '../protocol/mod.ts';
 import { formatBytes, formatRate, formatSeconds, formatTime, splitWords } from './format.ts';
 import { progressBar } from './progress.ts';
@@ -59,6 +59,15 @@ function parseArgs(words: string[], allowed: string[]): { args: string[]; flags:
     }
   }
   return { args, flags };
+}
+
+/** `Quota: 9.10 MiB of 10.0 MiB used (9542042 of 10485760 bytes), 12 of 100 files` (`Usage: ...` without limits). */
+function usageLine(u: UsageInfo): string {
+  const bytes = u.maxBytes !== undefined
+    ? `${formatBytes(u.bytes)} of ${formatBytes(u.maxBytes)} used (${u.bytes} of ${u.maxBytes} bytes)`
+    : `${formatBytes(u.bytes)} used (${u.bytes} bytes)`;
+  const files = u.maxFiles !== undefined ? `${u.files} of ${u.maxFiles} files` : `${u.files} ${u.files === 1 ? 'file' : 'files'}`;
+  return `${u.maxBytes !== undefined || u.maxFiles !== undefined ? 'Quota' : 'Usage'}: ${bytes}, ${files}`;
 }
 
 function need(args: string[], min: number, max: number, usage: string): void {
@@ -205,9 +214,11 @@ class Shell {
       case 'STAT': {
         const { args, flags } = parseArgs(rest, ['--sha256']);
         need(args, 1, 1, 'STAT path [--sha256]');
-        const { entry: e, sha256 } = flags.has('--sha256') ? await client.statHash(args[0] as string) : { entry: await client.stat(args[0] as string), sha256: null };
+        const { entry: e, sha256, usage } = await client.statFull(args[0] as string, { sha256: flags.has('--sha256') });
         const line = `${e.type === 'dir' ? `${args[0]}/` : args[0]}  ${e.type}  ${formatBytes(e.size)} (${e.size} bytes)  modified ${formatTime(e.mtime)}`;
-        return void this.out(sha256 ? `${line}  sha256 ${sha256}` : line);
+        this.out(sha256 ? `${line}  sha256 ${sha256}` : line);
+        if (usage) this.out(usageLine(usage));
+        return;
       }
       case 'RDLOG': {
         const { args, flags } = parseArgs(rest, ['--json']);
@@ -236,7 +247,7 @@ class Shell {
     const { args } = parseArgs(words, []);
     need(args, 0, 1, 'LIST [dir]');
     this.out('Requesting files...\n');
-    const { entries, count, bytes } = await client.list(args[0] ?? '');
+    const { entries, count, bytes, usage } = await client.list(args[0] ?? '');
     const rows = entries
       .slice()
       .sort((a, b) => a.name.localeCompare(b.name))
@@ -245,6 +256,7 @@ class Shell {
     const w1 = Math.max(4, ...rows.map((r) => r[1].length));
     for (const [name, size, time] of rows) this.out(`${name.padEnd(w0)}  ${size.padStart(w1)}  ${time}`);
     this.out(`Total directory size: ${bytes} bytes (${formatBytes(bytes)}) in ${count} ${count === 1 ? 'entry' : 'entries'}`);
+    if (usage) this.out(usageLine(usage));
   }
 
   private report(verb: 'Sent' | 'Received', name: string, r: { size: number; sha256: string; durationMs: number; resumedFrom: number }): void {

@@ -90,6 +90,23 @@ export interface ListResult {
   entries: Entry[];
   count: number;
   bytes: number;
+  /** The user's usage, when a server plugin (quota) reports it. */
+  usage?: UsageInfo;
+}
+
+/** Stored bytes and files of the logged-in user, and the limits when a quota applies. */
+export interface UsageInfo {
+  bytes: number;
+  files: number;
+  maxBytes?: number;
+  maxFiles?: number;
+}
+
+export interface StatResult {
+  entry: Entry;
+  /** The file's SHA-256 when asked for (null for a directory, or when not asked). */
+  sha256: string | null;
+  usage?: UsageInfo;
 }
 
 type Incoming = { kind: 'msg'; msg: ServerMessage } | { kind: 'data'; chunk: Buffer };
@@ -401,8 +418,9 @@ export class FerryClient {
   }
 
   async list(path = ''): Promise<ListResult> {
-    const { result, entries } = await this.call<{ count: number; bytes: number }>({ t: 'list', path });
-    return { entries, count: result.count, bytes: result.bytes };
+    const { result, entries } = await this.call<{ count: number; bytes: number; usage?: unknown }>({ t: 'list', path });
+    const usage = usageOf(result.usage);
+    return { entries, count: result.count, bytes: result.bytes, ...(usage ? { usage } : {}) };
   }
 
   async stat(path: string): Promise<Entry> {
@@ -414,6 +432,13 @@ export class FerryClient {
   async statHash(path: string): Promise<{ entry: Entry; sha256: string | null }> {
     const { result } = await this.call<{ entry: Entry; sha256?: string }>({ t: 'stat', path, sha256: true });
     return { entry: result.entry, sha256: result.sha256 ?? null };
+  }
+
+  /** The entry, its SHA-256 with `sha256: true` (the server reads the whole file), and the user's usage if reported. */
+  async statFull(path: string, options: { sha256?: boolean } = {}): Promise<StatResult> {
+    const { result } = await this.call<{ entry: Entry; sha256?: string; usage?: unknown }>({ t: 'stat', path, ...(options.sha256 ? { sha256: true } : {}) });
+    const usage = usageOf(result.usage);
+    return { entry: result.entry, sha256: result.sha256 ?? null, ...(usage ? { usage } : {}) };
   }
 
   /** Like stat, but null for a path that does not exist. */
@@ -679,6 +704,17 @@ export class FerryClient {
       this.pending.delete(id);
     }
   }
+}
+
+/** Usage figures from a LIST or STAT result, if the server sent well-formed ones. */
+function usageOf(value: unknown): UsageInfo | undefined {
+  const u = value as Partial<Record<keyof UsageInfo, unknown>> | null | undefined;
+  const count = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+  if (typeof u !== 'object' || u === null || !count(u.bytes) || !count(u.files)) return undefined;
+  const usage: UsageInfo = { bytes: u.bytes, files: u.files };
+  if (count(u.maxBytes)) usage.maxBytes = u.maxBytes;
+  if (count(u.maxFiles)) usage.maxFiles = u.maxFiles;
+  return usage;
 }
 
 function remoteError(msg: { code: string; message: string }): FerryError {
