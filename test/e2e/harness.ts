@@ -1,10 +1,12 @@
 /**
  * End-to-end harness: runs the real `ferry` CLI as child processes (through tsx from the source, or the
  * built executable when FERRY_BIN is set), with a private FERRY_HOME and data directory per test.
+ * With FERRY_BIN set, children get a PATH with no `node` or `deno` on it (see binPath), so the executable
+ * proves it needs no runtime.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,9 +29,32 @@ export function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-/** Environment for a child: a private FERRY_HOME, cheap scrypt for speed, no colours. */
+/** Tools the tests start by name (through the children's PATH), linked into binPath's private directory. */
+const PATH_TOOLS = ['script'];
+let _binPath: string | undefined;
+
+/**
+ * The children's PATH when FERRY_BIN is set: the directories of this PATH that hold no `node` or `deno`,
+ * then a private directory with links to PATH_TOOLS (on merged-/usr systems `script` and `node` share
+ * /usr/bin). Made once per test process and removed at exit.
+ */
+export function binPath(): string {
+  if (_binPath !== undefined) return _binPath;
+  const dirs = (process.env.PATH ?? '').split(':').filter((d) => d !== '');
+  const tools = mkdtempSync(join(tmpdir(), 'ferry-path-'));
+  process.once('exit', () => rmSync(tools, { recursive: true, force: true }));
+  for (const tool of PATH_TOOLS) {
+    const found = dirs.map((d) => join(d, tool)).find((p) => existsSync(p));
+    if (found) symlinkSync(found, join(tools, tool));
+  }
+  _binPath = [...dirs.filter((d) => !existsSync(join(d, 'node')) && !existsSync(join(d, 'deno'))), tools].join(':');
+  return _binPath;
+}
+
+/** Environment for a child: a private FERRY_HOME, cheap scrypt for speed, no colours; no node on PATH with FERRY_BIN. */
 export function childEnv(home: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, FERRY_HOME: home, FERRY_SCRYPT_N: '1024', NO_COLOR: '1', ...extra };
+  if (process.env.FERRY_BIN) env.PATH = binPath();
   delete env.FERRY_PASSWORD;
   return { ...env, ...extra };
 }

@@ -1,0 +1,8 @@
+#!/bin/sh
+# ferry from the source on Deno 2 as one command, for FERRY_BIN: the end-to-end suite on Deno
+# (deno task test:e2e). Deno is $DENO, else the npm package's. Shell built-ins only: it runs with no node
+# (nor /usr/bin) on PATH.
+root=$(cd "${0%/*}/.." && pwd)
+deno=${DENO:-$root/node_modules/deno/deno}
+[ -x "$deno" ] || deno=$root/node_modules/.bin/deno
+exec "$deno" run -A "$root/src/main.ts" "$@"
