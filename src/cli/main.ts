@@ -29,6 +29,19 @@ export function buildCli() {
     .action(async (server, options) => (await import('./connect.ts')).runConnect(server, options));
 
   cli
+    .command('batch [manifest]', 'Run a transfer job from a manifest (YAML or JSON; - for stdin): parallel, resumable, verified')
+    .option('--manifest [path]', 'The manifest (- for stdin), instead of the argument')
+    .option('--dry-run', 'Show the plan (each file, size, what would be skipped and why); transfer nothing')
+    .option('--json', 'One JSON event per line on stdout (start, op, progress, done, skip, error, summary)')
+    .option('--journal <path>', 'Journal of finished work (default: <manifest>.journal; none for stdin)')
+    .option('--concurrency <n>', "Requests in flight (overrides the manifest's concurrency)")
+    .example('FERRY_PASSWORD=... ferry batch nightly.yaml')
+    .example('ferry batch nightly.yaml --dry-run')
+    .example('generate-manifest | ferry batch - --json --journal /var/lib/ferry/nightly.journal')
+    // cac drops a lone '-' (stdin), so the raw arguments go along.
+    .action(async (manifest, options) => (await import('./batch.ts')).runBatchCommand(manifest, options, cli.rawArgs));
+
+  cli
     .command('user <action> [name]', 'Offline account admin: add | remove | list | passwd (run on the server machine)')
     .option('--data <dir>', 'Data directory of the server', { default: './ferry-data' })
     .option('--admin', 'add: make the account an admin')

@@ -61,6 +61,11 @@ export interface UploadOptions {
   /** Ask for a partial left by an interrupted upload (default: for files of 1 MiB and more). */
   resume?: boolean;
   onProgress?: (p: TransferProgress) => void;
+  /**
+   * The SHA-256 (hex) the file must have: if the bytes read differ, the upload is cancelled before its
+   * `end`, so nothing becomes visible on the server, and it fails with an `UnexpectedDigestError`.
+   */
+  expectSha256?: string;
 }
 
 export interface UploadResult {
@@ -77,6 +82,30 @@ export interface DownloadOptions {
   /** Continue from `<local>.ferry-part` if present (default true). */
   resume?: boolean;
   onProgress?: (p: TransferProgress) => void;
+  /**
+   * The SHA-256 (hex) the file must have: if the verified download differs, the partial is deleted,
+   * nothing is renamed into place, and it fails with an `UnexpectedDigestError`.
+   */
+  expectSha256?: string;
+}
+
+/**
+ * A transfer verified, but its bytes are not the ones the caller asked for (`expectSha256`). Code
+ * `digest_mismatch`, and not retryable: trying again moves the same bytes.
+ */
+export class UnexpectedDigestError extends FerryError {
+  constructor(
+    readonly path: string,
+    readonly actual: string,
+    readonly expected: string,
+  ) {
+    super('digest_mismatch', `'${path}' has sha256 ${actual}, not the expected ${expected}`);
+    this.name = 'UnexpectedDigestError';
+  }
+
+  override get retryable(): boolean {
+    return false;
+  }
 }
 
 export interface DownloadResult {
@@ -563,6 +592,9 @@ export class FerryClient {
           if (this.closedWith) throw this.closedWith;
         }
         const sha256 = hash.digest('hex');
+        if (options.expectSha256 !== undefined && sha256 !== options.expectSha256.toLowerCase()) {
+          throw new UnexpectedDigestError(localPath, sha256, options.expectSha256.toLowerCase());
+        }
         this.wire.send(id, { t: 'end', sha256 });
         endSent = true;
         settle(await box.next());
@@ -686,6 +718,10 @@ export class FerryClient {
           ) as FerryError & { resumed?: boolean };
           err.resumed = offset > 0;
           throw err;
+        }
+        if (options.expectSha256 !== undefined && digest !== options.expectSha256.toLowerCase()) {
+          keepPartial = false;
+          throw new UnexpectedDigestError(remotePath, digest, options.expectSha256.toLowerCase());
         }
         await file.sync();
         await file.close();
