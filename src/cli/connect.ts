@@ -2,6 +2,7 @@ import { readdir, stat, mkdir } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { renderEvent } from '../audit/render.ts';
+import { compressionForClient } from '../../plugins/compress/client.ts';
 import { connect, parseTarget, type FerryClient, type HostCheck, type UsageInfo } from '../client/client.ts';
 import { FerryError, type Entry } from '../protocol/mod.ts';
 import { formatBytes, formatRate, formatSeconds, formatTime, splitWords } from './format.ts';
@@ -103,6 +104,7 @@ class Shell {
       ...(this.options.insecure ? { insecure: true } : {}),
       ...(this.options.fingerprint ? { fingerprint: this.options.fingerprint } : {}),
       ...(this.prompt ? { confirmHost: (check: HostCheck) => this.confirmHost(check) } : {}),
+      encodings: compressionForClient(),
     });
     this.client = client;
     const how = client.fingerprint ? `TLS, fingerprint ${client.fingerprint}` : 'PLAIN TCP, NOT ENCRYPTED';
@@ -259,10 +261,19 @@ class Shell {
     if (usage) this.out(usageLine(usage));
   }
 
-  private report(verb: 'Sent' | 'Received', name: string, r: { size: number; sha256: string; durationMs: number; resumedFrom: number }): void {
+  private report(
+    verb: 'Sent' | 'Received',
+    name: string,
+    r: { size: number; sha256: string; durationMs: number; resumedFrom: number; wireBytes: number; encoding: string | null },
+  ): void {
     this.out(`${verb} file: ${name}${r.resumedFrom ? ` (resumed at ${formatBytes(r.resumedFrom)})` : ''}`);
     this.out(`Time elapsed: ${formatSeconds(r.durationMs)}`);
     this.out(`File size: ${formatBytes(r.size)} (${r.size} bytes)`);
+    if (r.encoding) {
+      const moved = r.size - r.resumedFrom;
+      const share = moved > 0 ? Math.round((r.wireBytes / moved) * 100) : 100;
+      this.out(`On the wire: ${formatBytes(r.wireBytes)} (${r.wireBytes} bytes, ${share}% of the file bytes sent, ${r.encoding})`);
+    }
     this.out(`Rate: ${formatRate(r.size - r.resumedFrom, r.durationMs)}`);
     this.out(`sha256 verified: ${r.sha256}`);
   }

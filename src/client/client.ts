@@ -8,8 +8,10 @@ import {
 } from '../protocol/mod.ts';
 import { fingerprintFromHex } from '../tls/identity.ts';
 import { VERSION } from '../version.ts';
+import { settled } from '../transport/streams.ts';
 import { Wire } from '../transport/wire.ts';
 import { KnownHosts } from './known-hosts.ts';
+import type { ClientEncodings } from './encodings.ts';
 import { Mailbox } from './mailbox.ts';
 
 export const DEFAULT_PORT = 2121;
@@ -41,6 +43,8 @@ export interface ConnectOptions {
   confirmHost?: (check: HostCheck) => Promise<boolean>;
   /** Connect + TLS + handshake must finish within this time. */
   timeoutMs?: number;
+  /** Wire encodings (e.g. compression) to offer; used per transfer when the server accepts them. */
+  encodings?: ClientEncodings;
 }
 
 export interface AccountInfo {
@@ -61,6 +65,8 @@ export interface UploadOptions {
   /** Ask for a partial left by an interrupted upload (default: for files of 1 MiB and more). */
   resume?: boolean;
   onProgress?: (p: TransferProgress) => void;
+  /** Use a negotiated wire encoding when the file looks worth it (default true). */
+  encode?: boolean;
   /**
    * The SHA-256 (hex) the file must have: if the bytes read differ, the upload is cancelled before its
    * `end`, so nothing becomes visible on the server, and it fails with an `UnexpectedDigestError`.
@@ -69,6 +75,10 @@ export interface UploadOptions {
 }
 
 export interface UploadResult {
+  /** DATA bytes sent on the wire for this upload (after encoding; excludes framing). */
+  wireBytes: number;
+  /** The encoding used on the wire, or null for the bytes as they are. */
+  encoding: string | null;
   size: number;
   sha256: string;
   /** Bytes that were already on the server and were verified, not sent again. */
@@ -109,6 +119,9 @@ export class UnexpectedDigestError extends FerryError {
 }
 
 export interface DownloadResult {
+  /** DATA bytes received on the wire for this download (before decoding; excludes framing). */
+  wireBytes: number;
+  encoding: string | null;
   size: number;
   sha256: string;
   resumedFrom: number;
@@ -242,7 +255,7 @@ export async function connect(options: ConnectOptions): Promise<FerryClient> {
       throw err;
     }
   }
-  const client = new FerryClient(socket, host, port, fingerprint);
+  const client = new FerryClient(socket, host, port, fingerprint, options.encodings ?? null);
   try {
     await withTimeout(client.ready, timeoutMs, 'Handshake', () => socket.destroy());
   } catch (err) {
@@ -315,6 +328,7 @@ export class FerryClient {
     readonly host: string,
     readonly port: number,
     readonly fingerprint: string | null,
+    private readonly encodings: ClientEncodings | null = null,
   ) {
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
@@ -330,11 +344,27 @@ export class FerryClient {
       },
       DEFAULT_LIMITS,
     );
-    this.wire.send(0, { t: 'hello', v: PROTOCOL_VERSION, agent: `ferry/${VERSION}`, features: ['resume'] });
+    const offered = ['resume', ...(encodings?.names.map((n) => `encoding:${n}`) ?? [])];
+    this.wire.send(0, { t: 'hello', v: PROTOCOL_VERSION, agent: `ferry/${VERSION}`, features: offered });
   }
 
   get closed(): boolean {
     return this.closedWith !== null;
+  }
+
+  /** Encodings both sides agreed on in the handshake, in this client's order of preference. */
+  get agreedEncodings(): string[] {
+    const features = this.welcome?.features ?? [];
+    return (this.encodings?.names ?? []).filter((n) => features.includes(`encoding:${n}`));
+  }
+
+  /** Picks the wire encoding for an upload from the file's name and first bytes, or null. */
+  private async chooseEncoding(file: FileHandle, path: string, size: number): Promise<string | null> {
+    const name = this.agreedEncodings[0];
+    if (!name || !this.encodings || size === 0) return null;
+    const sample = Buffer.allocUnsafe(Math.min(size, 64 * 1024));
+    const { bytesRead } = await file.read(sample, 0, sample.length, 0);
+    return this.encodings.worthEncoding(path, sample.subarray(0, bytesRead)) ? name : null;
   }
 
   /** Bytes on the wire so far, both ways, including framing and the preamble (not TLS overhead). */
@@ -536,6 +566,7 @@ export class FerryClient {
       const size = info.size;
       const canResume = this.welcome?.features.includes('resume') === true;
       const resume = canResume && (options.resume ?? size >= AUTO_RESUME_BYTES);
+      const encoding = options.encode === false ? null : await this.chooseEncoding(file, localPath, size);
       const { id, box } = this.open();
       let endSent = false;
       let serverDone = false;
@@ -556,6 +587,7 @@ export class FerryClient {
           overwrite: options.overwrite === true,
           parents: options.parents === true,
           resume,
+          ...(encoding ? { encoding } : {}),
         });
         let hash = createHash('sha256');
         let position = 0;
@@ -574,22 +606,52 @@ export class FerryClient {
         }
         const resumedFrom = position;
         const frame = Math.min(this.welcome?.maxData ?? DEFAULT_LIMITS.maxData, READ_CHUNK);
-        options.onProgress?.({ done: position, total: size });
-        while (position < size) {
-          const early = box.poll();
-          if (early) settle(early);
-          const want = Math.min(READ_CHUNK, size - position);
-          const buf = Buffer.allocUnsafe(want);
-          const { bytesRead } = await file.read(buf, 0, want, position);
-          if (bytesRead === 0) throw new Error(`'${localPath}' shrank while it was being uploaded`);
-          const chunk = buf.subarray(0, bytesRead);
-          hash.update(chunk);
+        let wireBytes = 0;
+        /** Sends wire bytes as DATA frames; false when the socket buffer is full. */
+        const sendFrames = (bytes: Buffer): boolean => {
           let ok = true;
-          for (let at = 0; at < chunk.length; at += frame) ok = this.wire.sendData(id, chunk.subarray(at, at + frame));
-          position += bytesRead;
+          for (let at = 0; at < bytes.length; at += frame) ok = this.wire.sendData(id, bytes.subarray(at, at + frame));
+          wireBytes += bytes.length;
+          return ok;
+        };
+        const encoder = encoding ? this.encodings?.encoder(encoding) ?? null : null;
+        if (encoding && !encoder) throw new Error(`No encoder for '${encoding}'`);
+        let encoderEnded: Promise<unknown> = Promise.resolve();
+        if (encoder) {
+          encoder.on('data', (out: Buffer) => {
+            if (!sendFrames(out)) {
+              encoder.pause();
+              void this.wire.drained().then(() => encoder.resume());
+            }
+          });
+          encoderEnded = settled(encoder, 'end');
+        }
+        try {
           options.onProgress?.({ done: position, total: size });
-          if (!ok) await this.wire.drained();
-          if (this.closedWith) throw this.closedWith;
+          while (position < size) {
+            const early = box.poll();
+            if (early) settle(early);
+            const want = Math.min(READ_CHUNK, size - position);
+            const buf = Buffer.allocUnsafe(want);
+            const { bytesRead } = await file.read(buf, 0, want, position);
+            if (bytesRead === 0) throw new Error(`'${localPath}' shrank while it was being uploaded`);
+            const chunk = buf.subarray(0, bytesRead);
+            hash.update(chunk);
+            if (encoder) {
+              if (!encoder.write(chunk)) await settled(encoder, 'drain');
+            } else if (!sendFrames(chunk)) {
+              await this.wire.drained();
+            }
+            position += bytesRead;
+            options.onProgress?.({ done: position, total: size });
+            if (this.closedWith) throw this.closedWith;
+          }
+          if (encoder) {
+            encoder.end();
+            await encoderEnded;
+          }
+        } finally {
+          encoder?.destroy();
         }
         const sha256 = hash.digest('hex');
         if (options.expectSha256 !== undefined && sha256 !== options.expectSha256.toLowerCase()) {
@@ -598,7 +660,7 @@ export class FerryClient {
         this.wire.send(id, { t: 'end', sha256 });
         endSent = true;
         settle(await box.next());
-        return { size, sha256, resumedFrom, durationMs: Date.now() - started };
+        return { size, sha256, resumedFrom, durationMs: Date.now() - started, wireBytes, encoding };
       } catch (err) {
         if (!endSent && !this.closedWith) {
           // Refused: release the id on the server. Still running: stop it.
@@ -658,7 +720,8 @@ export class FerryClient {
     let keepPartial = true;
     let serverDone = false;
     try {
-      this.wire.send(id, { t: 'get', path: remotePath, offset });
+      const accept = this.agreedEncodings;
+      this.wire.send(id, { t: 'get', path: remotePath, offset, ...(accept.length > 0 ? { accept } : {}) });
       const first = await box.next();
       if (!(first.kind === 'msg' && first.msg.t === 'meta')) {
         serverDone = true;
@@ -670,64 +733,97 @@ export class FerryClient {
         throw new FerryError('unexpected_message', "Expected 'meta' from the server");
       }
       const meta = first.msg;
+      const encoding = meta.encoding ?? null;
+      if (encoding !== null && !accept.includes(encoding)) throw new FerryError('unexpected_message', `The server chose encoding '${encoding}', which was not offered`);
+      const decoder = encoding ? this.encodings?.decoder(encoding) ?? null : null;
       let position = offset;
+      let wireBytes = 0;
       let unwritten = 0;
       let paused = false;
+      let failure: Error | null = null;
       let writing: Promise<void> = Promise.resolve();
-      options.onProgress?.({ done: position, total: meta.size });
-      for (;;) {
-        const item = await box.next();
-        if (item.kind === 'data') {
-          const chunk = item.chunk;
-          hash.update(chunk);
-          const at = position;
-          position += chunk.length;
-          if (position > meta.size) throw new FerryError('size_mismatch', `The server sent more than the ${meta.size} bytes it announced`);
-          unwritten += chunk.length;
-          if (!paused && unwritten > WRITE_HIGH) {
-            paused = true;
-            this.wire.pause();
+      /** Takes file bytes (decoded): hashes, bounds and writes them in order. */
+      const consume = (chunk: Buffer): void => {
+        if (failure) return;
+        hash.update(chunk);
+        const at = position;
+        position += chunk.length;
+        if (position > meta.size) {
+          // Also what stops a decompression bomb: never more than the announced size is accepted.
+          failure = new FerryError('size_mismatch', `The server sent more than the ${meta.size} bytes it announced`);
+          decoder?.destroy();
+          return;
+        }
+        unwritten += chunk.length;
+        if (!paused && unwritten > WRITE_HIGH) {
+          paused = true;
+          this.wire.pause();
+        }
+        writing = writing.then(async () => {
+          await file.write(chunk, 0, chunk.length, at);
+          unwritten -= chunk.length;
+          if (paused && unwritten < WRITE_HIGH / 4) {
+            paused = false;
+            this.wire.resume();
           }
-          writing = writing.then(async () => {
-            await file.write(chunk, 0, chunk.length, at);
-            unwritten -= chunk.length;
-            if (paused && unwritten < WRITE_HIGH / 4) {
-              paused = false;
-              this.wire.resume();
-            }
-          });
-          writing.catch(() => {});
-          options.onProgress?.({ done: position, total: meta.size });
-          continue;
-        }
-        const msg = item.msg;
-        serverDone = msg.t === 'error' || msg.t === 'end';
-        if (msg.t === 'error') throw remoteError(msg);
-        if (msg.t !== 'end') throw new FerryError('unexpected_message', `Unexpected '${msg.t}' during a download`);
-        try {
+        });
+        writing.catch(() => {});
+        options.onProgress?.({ done: position, total: meta.size });
+      };
+      let decoderEnded: Promise<unknown> = Promise.resolve();
+      if (decoder) {
+        decoder.on('data', consume);
+        decoder.on('error', (err) => (failure ??= new FerryError('bad_encoding', `Cannot decode the ${encoding} data: ${err.message}`)));
+        decoderEnded = settled(decoder, 'end');
+      }
+      options.onProgress?.({ done: position, total: meta.size });
+      try {
+        for (;;) {
+          const item = await box.next();
+          if (failure) throw failure;
+          if (item.kind === 'data') {
+            wireBytes += item.chunk.length;
+            if (!decoder) consume(item.chunk);
+            else if (!decoder.write(item.chunk)) await settled(decoder, 'drain');
+            if (failure) throw failure;
+            continue;
+          }
+          const msg = item.msg;
+          serverDone = msg.t === 'error' || msg.t === 'end';
+          if (msg.t === 'error') throw remoteError(msg);
+          if (msg.t !== 'end') throw new FerryError('unexpected_message', `Unexpected '${msg.t}' during a download`);
+          if (decoder) {
+            decoder.end();
+            await decoderEnded;
+          }
+          if (failure) throw failure;
           await writing;
-        } finally {
-          if (paused) this.wire.resume();
+          const digest = hash.digest('hex');
+          if (position !== meta.size || digest !== msg.sha256) {
+            keepPartial = false;
+            const err = new FerryError(
+              position !== meta.size ? 'size_mismatch' : 'digest_mismatch',
+              `'${remotePath}' did not verify (${position} of ${meta.size} bytes, sha256 ${digest.slice(0, 12)}… vs ${msg.sha256.slice(0, 12)}…); the partial was discarded`,
+            ) as FerryError & { resumed?: boolean };
+            err.resumed = offset > 0;
+            throw err;
+          }
+          if (options.expectSha256 !== undefined && digest !== options.expectSha256.toLowerCase()) {
+            keepPartial = false;
+            throw new UnexpectedDigestError(remotePath, digest, options.expectSha256.toLowerCase());
+          }
+          await file.sync();
+          await file.close();
+          await rename(partPath, localPath);
+          await utimes(localPath, new Date(), new Date(meta.mtime)).catch(() => {});
+          return { size: meta.size, sha256: digest, resumedFrom: offset, durationMs: Date.now() - started, wireBytes, encoding };
         }
-        const digest = hash.digest('hex');
-        if (position !== meta.size || digest !== msg.sha256) {
-          keepPartial = false;
-          const err = new FerryError(
-            position !== meta.size ? 'size_mismatch' : 'digest_mismatch',
-            `'${remotePath}' did not verify (${position} of ${meta.size} bytes, sha256 ${digest.slice(0, 12)}… vs ${msg.sha256.slice(0, 12)}…); the partial was discarded`,
-          ) as FerryError & { resumed?: boolean };
-          err.resumed = offset > 0;
-          throw err;
+      } finally {
+        decoder?.destroy();
+        if (paused) {
+          paused = false;
+          this.wire.resume();
         }
-        if (options.expectSha256 !== undefined && digest !== options.expectSha256.toLowerCase()) {
-          keepPartial = false;
-          throw new UnexpectedDigestError(remotePath, digest, options.expectSha256.toLowerCase());
-        }
-        await file.sync();
-        await file.close();
-        await rename(partPath, localPath);
-        await utimes(localPath, new Date(), new Date(meta.mtime)).catch(() => {});
-        return { size: meta.size, sha256: digest, resumedFrom: offset, durationMs: Date.now() - started };
       }
     } catch (err) {
       await file.close().catch(() => {});

@@ -46,7 +46,7 @@ export class PluginHost {
     private readonly log: PluginLogger,
   ) {
     this.names = plugins.map((p) => p.name);
-    this.features = [...new Set(plugins.flatMap((p) => p.features ?? []))];
+    this.features = [...new Set(plugins.flatMap((p) => (Array.isArray(p.features) ? p.features : [])))];
     const orderRank = { pre: 0, normal: 1, post: 2 } as const;
     for (const hook of Object.keys(HOOK_KINDS) as HookName[]) {
       const bound: Array<Bound & { rank: number }> = [];

@@ -34,8 +34,8 @@ export function checkPlugin(value: unknown, where: string): FerryPlugin<unknown>
     const fn = typeof entry === 'function' ? entry : (entry as { handler?: unknown } | undefined)?.handler;
     if (typeof fn !== 'function') throw new Error(`Plugin '${p.name}': hook '${hook}' is not a function`);
   }
-  if (p.features !== undefined && (!Array.isArray(p.features) || !p.features.every((f) => typeof f === 'string'))) {
-    throw new Error(`Plugin '${p.name}': 'features' must be a list of strings`);
+  if (p.features !== undefined && typeof p.features !== 'function' && (!Array.isArray(p.features) || !p.features.every((f) => typeof f === 'string'))) {
+    throw new Error(`Plugin '${p.name}': 'features' must be a list of strings (or a function of the options returning one)`);
   }
   if (p.timeoutMs !== undefined && !(typeof p.timeoutMs === 'number' && p.timeoutMs > 0)) throw new Error(`Plugin '${p.name}': 'timeoutMs' must be a positive number`);
   return p as FerryPlugin<unknown>;
@@ -88,7 +88,8 @@ export async function loadPlugins(specs: readonly PluginSpec[], options: LoadOpt
     } catch (err) {
       throw new PluginError(plugin.name, 'setup', err);
     }
-    plugins.push(plugin);
+    const features = typeof plugin.features === 'function' ? plugin.features(pluginOptions) : plugin.features;
+    plugins.push({ ...plugin, ...(features ? { features } : {}) });
   }
   const hostLog = options.log('plugins');
   return new PluginHost(plugins, hostLog);

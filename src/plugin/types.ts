@@ -92,6 +92,8 @@ export interface DownloadEncoding {
   op: DownloadOp;
   /** Name of the file (to skip types that do not compress). */
   path: string;
+  /** The first bytes of the file (up to 64 KiB), to judge whether encoding is worth it. */
+  sample: Buffer;
 }
 
 export interface EncodedStream {
@@ -199,8 +201,8 @@ export interface PluginContext<O = unknown> {
 
 export interface FerryPlugin<O = unknown> {
   name: string;
-  /** Wire features the plugin adds to the handshake (e.g. `encoding:gzip`). */
-  features?: readonly string[];
+  /** Wire features the plugin adds to the handshake (e.g. `encoding:gzip`), or a function of its options. */
+  features?: readonly string[] | ((options: O) => readonly string[]);
   /** Checks and normalises raw options; throw an Error with a clear message to refuse them. */
   validate?: (raw: unknown) => O;
   setup?: (ctx: PluginContext<O>) => MaybePromise<void>;

@@ -1,7 +1,7 @@
-import { once } from 'node:events';
 import type { Transform } from 'node:stream';
 import { FerryError } from '../protocol/errors.ts';
 import type { Upload } from '../storage/storage.ts';
+import { settled } from '../transport/streams.ts';
 
 const HIGH = 4 * 1024 * 1024;
 const LOW = 1024 * 1024;
@@ -51,18 +51,14 @@ export class DecodingWriter {
     if (this.failure) throw this.failure;
   }
 
-  private async drained(): Promise<void> {
-    try {
-      await once(this.transform, 'drain');
-    } catch {
-      // The 'error' listener has recorded the failure.
-    }
+  private drained(): Promise<void> {
+    return settled(this.transform, 'drain');
   }
 
   /** Ends the wire stream and waits until every decoded byte is in the upload. */
   async finish(): Promise<void> {
-    if (!this.failure) {
-      const ended = once(this.transform, 'end').catch(() => {});
+    if (!this.failure && !this.transform.destroyed) {
+      const ended = settled(this.transform, 'end');
       this.transform.end();
       await ended;
     }

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { once } from 'node:events';
 import type { AuditEvent } from '../audit/event.ts';
 import { auditTime } from '../audit/log.ts';
 import { burnPasswordCheck, validatePassword, verifyPassword } from '../auth/password.ts';
@@ -12,6 +11,7 @@ import {
 import type { Actor, Deny, DownloadOp, EncodedStream, Outcome, UploadOp } from '../plugin/types.ts';
 import { DecodingWriter } from './encoding.ts';
 import type { Storage, Upload } from '../storage/storage.ts';
+import { settled } from '../transport/streams.ts';
 import { Wire } from '../transport/wire.ts';
 import type { ServerContext } from './context.ts';
 
@@ -708,7 +708,8 @@ export class Session {
       await this.vetoed(this.plugins.has('download:before') && this.plugins.veto('download:before', op));
       const accept = (msg.accept ?? []).filter((e) => this.features.includes(`encoding:${e}`));
       if (accept.length > 0 && this.plugins.has('transfer:encode')) {
-        encoded = await this.plugins.first('transfer:encode', { accept, op, path: msg.path });
+        const sample = await handle.read(0, Math.min(handle.size, 64 * 1024));
+        encoded = await this.plugins.first('transfer:encode', { accept, op, path: msg.path, sample });
         if (encoded && !accept.includes(encoded.encoding)) throw new FerryError('internal', `A plugin chose encoding '${encoded.encoding}', which the client did not accept`);
       }
     } catch (err) {
@@ -751,12 +752,12 @@ export class Session {
           }
         }
       });
-      encoderDone = once(encoder as unknown as NodeJS.EventEmitter, 'end');
+      encoderDone = settled(encoder as unknown as NodeJS.EventEmitter, 'end');
     }
     /** Sends file bytes, raw or through the encoder; resolves when it is fine to read more. */
     const send = async (bytes: Buffer): Promise<void> => {
       if (encoder) {
-        if (!encoder.write(bytes)) await once(encoder as unknown as NodeJS.EventEmitter, 'drain');
+        if (!encoder.write(bytes)) await settled(encoder as unknown as NodeJS.EventEmitter, 'drain');
         return;
       }
       let ok = true;
