@@ -28,6 +28,8 @@ interface UploadState {
   op: UploadOp | null;
   /** A plugin's decoder when the client sent encoded bytes. */
   decoder: DecodingWriter | null;
+  /** Set while commit() runs: onEnd, not onClose, reports how it ended. */
+  committing: boolean;
 }
 
 interface DownloadState {
@@ -589,8 +591,14 @@ export class Session {
         resume: msg.resume === true,
         ...(msg.mtime !== undefined ? { mtime: msg.mtime } : {}),
       });
+      if (this.stage === 'closed') {
+        // The connection went while the upload was being set up: keep the partial, release the plugins.
+        await upload.abort(true).catch(() => {});
+        this.plugins.notify('upload:after', op, { ok: false, code: 'connection_lost', message: 'The connection closed during the upload' });
+        return undefined;
+      }
       const resume = msg.resume === true;
-      state = { upload, path: msg.path, started, awaitingFrom: resume, op, decoder: null };
+      state = { upload, path: msg.path, started, awaitingFrom: resume, op, decoder: null, committing: false };
       this.uploads.set(id, state);
       if (msg.encoding !== undefined) {
         const transform = await this.plugins.first('transfer:decode', { encoding: msg.encoding, op });
@@ -646,6 +654,7 @@ export class Session {
     if (!state || state.awaitingFrom) throw new FerryError('unexpected_message', `'end' for request ${id}, which is not an upload in progress`);
     try {
       await state.decoder?.finish();
+      state.committing = true;
       const entry = await state.upload.commit(msg.sha256);
       this.uploads.delete(id);
       const durationMs = Date.now() - state.started;
@@ -814,7 +823,7 @@ export class Session {
     this.queue.length = 0;
     for (const d of this.downloads.values()) d.cancelled = true;
     const lost: Outcome = { ok: false, code: 'connection_lost', message: 'The connection closed during the upload' };
-    const aborts = [...this.uploads.values()].map((u) => {
+    const aborts = [...this.uploads.values()].filter((u) => !u.committing).map((u) => {
       this.uploadEnded(u, lost);
       return u.upload.abort(true).catch(() => {});
     });
