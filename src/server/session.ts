@@ -230,6 +230,10 @@ export class Session {
       const ferr = this.asFerryError(err, msg);
       if (ferr.fatal) throw ferr;
       if (msg.t === 'put') this.refuse(id);
+      // Transfers refused before they began (permissions, a plugin's veto, a missing file) are evidence too.
+      if ((msg.t === 'put' || msg.t === 'get') && this.account) {
+        this.audit({ event: msg.t === 'put' ? 'upload' : 'download', path: msg.path, result: 'error', error: ferr.code });
+      }
       this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
       const word = INSTRUCTION[msg.t];
       if (word) this.info(`${word} ${describe(msg)}: ${ferr.code}: ${ferr.message}`);

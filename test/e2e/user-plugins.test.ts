@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -39,6 +39,11 @@ plugins('a user plugin from a config file vetoes uploads of *.exe; other uploads
     assert.match(refused.stderr, /Executables are not accepted here: app\.exe/);
     const list = await server.connect('pluggy', 'password1', ['LIST']);
     assert.not.match(list.stdout, /app\.exe/);
+    const events = readFileSync(join(server.dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const refusal = events.find((e) => e.event === 'upload' && e.path === 'app.exe');
+    assert.ok(refusal, 'the refused upload is in the audit log');
+    assert.is(refusal.result, 'error');
+    assert.is(refusal.error, 'denied');
   } finally {
     await server.dispose();
   }
