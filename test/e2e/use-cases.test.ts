@@ -137,6 +137,38 @@ uc('sign-up cannot make an admin, and closed sign-up refuses new accounts', asyn
   }
 });
 
+uc('a read-only account can list and download but not upload, delete or rename', async () => {
+  const add = await runFerry(['user', 'add', 'reader', '--perms', 'list,download', '--data', server.dataDir], { env: childEnv(server.home, { FERRY_PASSWORD: 'readonly1' }) });
+  assert.is(add.code, 0, add.stderr);
+  const home = join(server.dataDir, 'homes', 'reader');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(home, { recursive: true });
+  writeFileSync(join(home, 'handbook.txt'), 'read me');
+  const ok = await server.connect('reader', 'readonly1', ['LIST', 'DWLD handbook.txt reader-copy.txt'], { cwd: work });
+  assert.is(ok.code, 0, ok.stderr);
+  assert.is(readFileSync(join(work, 'reader-copy.txt'), 'utf8'), 'read me');
+  for (const cmd of ['UPLD text.txt', 'DELF handbook.txt', 'RENAME handbook.txt x.txt', 'MKDIR d']) {
+    const r = await server.connect('reader', 'readonly1', [cmd], { cwd: work });
+    assert.is(r.code, 1, cmd);
+    assert.match(r.stderr, /Your account may not/, cmd);
+  }
+  assert.ok(existsSync(join(home, 'handbook.txt')));
+});
+
+uc('repeated wrong passwords lock the account for a while, and the lock-out is logged', async () => {
+  const made = await server.connect('locky', 'password1', ['LIST'], { signup: true });
+  assert.is(made.code, 0, made.stderr);
+  const results = [];
+  for (let i = 0; i < 6; i++) results.push(await server.connect('locky', `wrong-${i}-pass`, ['LIST']));
+  assert.ok(results.slice(0, 5).every((r) => /Wrong user name or password/.test(r.stderr)), results.map((r) => r.stderr).join('|'));
+  assert.match(results[5]!.stderr, /Too many failed log-ins; try again in \d+ s/);
+  // Even the right password is refused during the lock-out.
+  const locked = await server.connect('locky', 'password1', ['LIST']);
+  assert.is(locked.code, 1);
+  assert.match(locked.stderr, /Too many failed log-ins/);
+  assert.match(server.output(), /Authentication failed for user: locky \(locked out for \d+ s\)/);
+});
+
 uc.run();
 
 const trust = suite('server identity (trust on first use)');
