@@ -1,8 +1,8 @@
 import { Buffer } from 'node:buffer';
-import { copyFile, constants, link, mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, constants, link, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import process from 'node:process';
 import { AUDIT_EVENTS, type AuditEvent } from './event.ts';
+import { writeFileAtomic } from '../fs/atomic.ts';
 
 /** What `AuditLog.append` takes: an event whose `time` is filled in when missing. */
 export type AuditEventInput = Omit<AuditEvent, 'time'> & { time?: string };
@@ -122,20 +122,7 @@ export class AuditLog {
       await mkdir(this.archiveDir, { recursive: true, mode: 0o700 });
       const archive = await this.#archive();
       const entry: AuditEvent = { time: auditTime(), event: 'log_clear', user: by, address, result: 'ok', detail: archive };
-      const temp = `${this.file}.${process.pid}.${Date.now()}.tmp`;
-      try {
-        const fh = await open(temp, 'wx', 0o600);
-        try {
-          await _writeAll(fh, _line(entry));
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await rename(temp, this.file);
-      } catch (err) {
-        await unlink(temp).catch(() => {});
-        throw err;
-      }
+      await writeFileAtomic(this.file, _line(entry));
       return archive;
     });
   }

@@ -11,7 +11,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { writeFileAtomic } from '../fs/atomic.ts';
 import { FerryError } from '../protocol/errors.ts';
 import { hashPassword, validatePassword } from './password.ts';
 import { PERMISSIONS, type Account, type Permission, type Role, type UserRecord } from './types.ts';
@@ -236,22 +237,7 @@ export class UserStore {
   }
 
   async #write(content: _UserFile): Promise<void> {
-    const dir = dirname(this.file);
-    const temp = `${dir}/.${basename(this.file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-    const handle = await open(temp, 'wx', 0o600);
-    try {
-      try {
-        await handle.writeFile(JSON.stringify(content, null, 2) + '\n', 'utf8');
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, this.file);
-    } catch (error) {
-      await unlink(temp).catch(() => {});
-      throw error;
-    }
-    await _syncDir(dir);
+    await writeFileAtomic(this.file, JSON.stringify(content, null, 2) + '\n');
   }
 
   /** Takes the cross-process lock file, waiting up to the lock timeout; returns its release. */
@@ -448,17 +434,6 @@ function _isAlive(pid: number): boolean {
   }
 }
 
-async function _syncDir(dir: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(dir, 'r');
-    await handle.sync();
-  } catch {
-    // Some platforms (Windows) cannot open or fsync a directory; the rename itself is still atomic.
-  } finally {
-    await handle?.close();
-  }
-}
 
 // --- small helpers -------------------------------------------------------------------------------
 

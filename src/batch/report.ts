@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { OpKind, Problem } from './manifest.ts';
 import { SKIP_TEXT, type SkipReason } from './plan.ts';
+import { formatBytes } from '../units.ts';
 
 /** Where a file event happened: the op (index in `ops`), its kind, and the file's source and destination. */
 export interface FileRef {
@@ -99,20 +100,6 @@ export interface Reporter {
   attach(progress: ProgressState): void;
   /** Stops timers and bars; called before the summary is reported. */
   stop(): void;
-}
-
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-
-/** 11 → "11 B", 15018 → "14.7 KiB" (the same format as the connect command's). */
-export function formatBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  if (unit === 0) return `${bytes} B`;
-  return `${value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)} ${UNITS[unit]}`;
 }
 
 function seconds(ms: number): string {

@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import process from 'node:process';
+import { writeFileAtomic } from '../fs/atomic.ts';
 
 /**
  * The folder that holds the client's own files (known_hosts): `$FERRY_HOME` if set, else
@@ -159,19 +159,7 @@ export class KnownHosts {
 
   async #write(lines: string[]): Promise<void> {
     await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
-    const temp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      const fh = await open(temp, 'wx', 0o600);
-      try {
-        await fh.writeFile(lines.map((l) => `${l}\n`).join(''), 'utf8');
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(temp, this.file);
-    } catch (err) {
-      await unlink(temp).catch(() => {});
-      throw err;
-    }
+    await writeFileAtomic(this.file, lines.map((l) => `${l}\n`).join(''));
   }
+
 }

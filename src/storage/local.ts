@@ -7,12 +7,12 @@ import { FerryError } from '../protocol/errors.ts';
 import type { Entry } from '../protocol/messages.ts';
 import { joinVirtual, parseVirtualPath, quotePath } from './paths.ts';
 import type { ReadHandle, Storage, StorageDriver, Upload, UploadOptions } from './storage.ts';
+import { syncDir } from '../fs/atomic.ts';
 
 // Flags missing on a platform (Windows has no O_NOFOLLOW) are 0, which leaves the realpath checks.
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 // A FIFO planted in a home would block open() for reading forever; O_NONBLOCK makes it return at once.
 const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
-const O_DIRECTORY = constants.O_DIRECTORY ?? 0;
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 /** Directory entries stat'ed at once while listing or summing usage. */
 const STAT_BATCH = 64;
@@ -543,7 +543,7 @@ class LocalStorage implements Storage {
     } catch (err) {
       throw _fail(err, verb, shown);
     }
-    await _syncDir(dir);
+    await syncDir(dir);
   }
 
   async #page(dir: string, home: string, names: readonly string[]): Promise<Entry[]> {
@@ -944,15 +944,3 @@ async function _placeNoReplace(from: string, to: string): Promise<void> {
   await unlink(from);
 }
 
-/** fsyncs a directory so a rename in it survives a crash; a no-op where directories cannot be synced. */
-async function _syncDir(dir: string): Promise<void> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(dir, constants.O_RDONLY | O_DIRECTORY);
-    await handle.sync();
-  } catch {
-    // Some platforms and file systems refuse to open or fsync a directory; the rename itself is done.
-  } finally {
-    await handle?.close().catch(() => {});
-  }
-}
