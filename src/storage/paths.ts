@@ -53,6 +53,9 @@ export function parseVirtualPath(input: unknown): string[] {
   for (const segment of normal.split('/')) {
     if (segment === '' || segment === '.') continue;
     if (segment === '..') refuse("contains '..'");
+    // The drive form is refused however the path begins (`./C:` as well as `C:`), so that every accepted
+    // path joins back to one that parses the same.
+    if (segments.length === 0 && DRIVE.test(segment)) refuse('names a drive; paths are relative to your home');
     if (Buffer.byteLength(segment, 'utf8') > MAX_SEGMENT_BYTES) refuse(`has a name longer than ${MAX_SEGMENT_BYTES} bytes`);
     if (ONLY_DOTS_OR_SPACES.test(segment)) refuse('has a name made only of dots or spaces');
     const folded = segment.normalize('NFKC');
