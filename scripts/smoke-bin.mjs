@@ -107,11 +107,18 @@ try {
     writeFileSync(join(plugins, 'withdep', 'node_modules', 'tiny-dep', 'package.json'), JSON.stringify({ name: 'tiny-dep', version: '1.0.0', type: 'module', exports: './index.js' }));
     writeFileSync(join(plugins, 'withdep', 'node_modules', 'tiny-dep', 'index.js'), "export const answer = 42;\n");
     writeFileSync(join(plugins, 'withdep', 'index.mjs'), "import { answer } from 'tiny-dep';\nexport default { name: 'dep-probe', setup(ctx) { ctx.log.info('dep says ' + answer); }, hooks: {} };\n");
+    // Bundled plugins with the options each needs (webhook requires an endpoint; nothing listens there,
+    // which it must tolerate without slowing anything).
+    const options = {
+      quota: { defaults: { maxBytes: '1 GiB' } },
+      webhook: { endpoints: [{ url: 'http://127.0.0.1:9/hook', secret: 'smoke-secret' }] },
+    };
+    writeFileSync(join(plugins, 'ferry.config.json'), JSON.stringify({ plugins: bundled.map((name) => ({ name, ...(options[name] ? { options: options[name] } : {}) })) }));
     const server = await serve({ ...ferry, argv: [exe] }, {
       dataDir: data,
       home,
       cwd: work,
-      args: ['--signup', 'closed', ...bundled.flatMap((p) => ['--plugin', p]), '--plugin', join(plugins, 'esm.mjs'), '--plugin', join(plugins, 'cjs.cjs'), '--plugin', join(plugins, 'withdep', 'index.mjs')],
+      args: ['--signup', 'closed', '--config', join(plugins, 'ferry.config.json'), '--plugin', join(plugins, 'esm.mjs'), '--plugin', join(plugins, 'cjs.cjs'), '--plugin', join(plugins, 'withdep', 'index.mjs')],
     });
     try {
       const out = server.output();
