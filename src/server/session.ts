@@ -668,20 +668,18 @@ export class Session {
       this.audit({ event: 'upload', path: state.path, bytes: entry.size, durationMs, sha256: msg.sha256, result: 'ok' });
       this.info(`UPLD ${state.path}: received ${entry.size} B in ${durationMs} ms${resumedFrom ? ` (resumed at ${resumedFrom})` : ''}, sha256 verified`);
     } catch (err) {
-      // commit() removes the partial itself on a mismatch; the id is finished either way.
-      this.uploads.delete(id);
-      await state.upload.abort(false).catch(() => {});
-      const ferr = this.asFerryError(err, { t: 'put', path: state.path, size: 0 });
-      this.uploadEnded(state, outcomeOf(ferr));
-      this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
-      this.audit({ event: 'upload', path: state.path, result: 'error', error: ferr.code });
-      this.info(`UPLD ${state.path}: ${ferr.code}: ${ferr.message}`);
+      // commit() removes the partial itself on a mismatch; the id is finished either way (the client sent `end`).
+      await this.failUpload(id, state, err, false);
     }
   }
 
-  private async failUpload(id: number, state: UploadState, err: unknown): Promise<void> {
+  /**
+   * Ends an upload with an error. `refuseLater`: the client may still be sending (its data frames and `end`
+   * are then dropped until it cancels); false once the client has sent `end`.
+   */
+  private async failUpload(id: number, state: UploadState, err: unknown, refuseLater = true): Promise<void> {
     this.uploads.delete(id);
-    this.refuse(id);
+    if (refuseLater) this.refuse(id);
     await state.upload.abort(false).catch(() => {});
     const ferr = this.asFerryError(err, { t: 'put', path: state.path, size: 0 });
     this.uploadEnded(state, outcomeOf(ferr));
