@@ -14,6 +14,10 @@ export function buildCli() {
     .option('--insecure', 'Plain TCP without TLS (clients need --insecure too)')
     .option('--plugin <name|path>', 'Load a bundled plugin by name, or your own .js/.mjs file (repeatable)')
     .option('--config <file>', 'ferry.config.json or .yaml: host, port, data, signup, plugins with options')
+    .option('--max-connections <n>', 'Connections in total (default: 1024)')
+    .option('--max-connections-per-address <n>', 'Connections from one IP address (default: 32)')
+    .option('--max-transfers-per-user <n>', 'Uploads + downloads in flight per user, across connections (default: 16)')
+    .option('--max-upload-size <size>', 'Largest file accepted, e.g. 500M, 20G (default: 1T)')
     .example('ferry serve --data ./ferry-data --port 2121')
     .example('ferry serve --plugin quota --plugin ./my-plugin.mjs --config ferry.config.yaml')
     .action(async (options) => (await import('./serve.ts')).runServe(options));

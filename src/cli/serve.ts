@@ -15,6 +15,27 @@ export interface ServeCliOptions {
   /** `--plugin NAME|PATH`, repeatable. */
   plugin?: string | string[];
   config?: string;
+  maxConnections?: string | number;
+  maxConnectionsPerAddress?: string | number;
+  maxTransfersPerUser?: string | number;
+  maxUploadSize?: string | number;
+}
+
+/** A positive whole number from a flag, or undefined when the flag is absent. */
+function parseCount(flag: string, value: string | number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`Invalid --${flag} '${value}': use a whole number of 1 or more`);
+  return n;
+}
+
+/** `123`, `64K`, `500M`, `20G`, `1T` (powers of 1024; an optional `iB`/`B`) to bytes. */
+export function parseByteSize(flag: string, value: string | number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(String(value));
+  const bytes = m ? Math.floor(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase())) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new Error(`Invalid --${flag} '${value}': use a size such as 500M or 20G`);
+  return bytes;
 }
 
 function pluginLogger(log: ServerLog, name: string) {
@@ -54,6 +75,12 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
       dataDir,
       signup,
       insecure: options.insecure === true || config.insecure === true,
+      ...defined({
+        maxConnections: parseCount('max-connections', options.maxConnections),
+        maxConnectionsPerAddress: parseCount('max-connections-per-address', options.maxConnectionsPerAddress),
+        maxTransfersPerUser: parseCount('max-transfers-per-user', options.maxTransfersPerUser),
+        maxUploadBytes: parseByteSize('max-upload-size', options.maxUploadSize),
+      }),
     },
     log,
     plugins,
@@ -92,4 +119,9 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
     process.on('SIGTERM', onTerm);
   });
   log.info('stopped');
+}
+
+/** The fields of `o` that are not undefined. */
+function defined(o: Record<string, number | undefined>): Record<string, number> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Record<string, number>;
 }

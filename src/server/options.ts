@@ -17,6 +17,15 @@ export interface ServerOptions {
   idleTimeoutMs: number;
   maxConnections: number;
   maxConnectionsPerAddress: number;
+  /** Uploads plus downloads one user may have in flight, across all their connections; more get `busy`. */
+  maxTransfersPerUser: number;
+  /** Largest declared upload size in bytes; a larger `put` is refused (`quota_exceeded`) before any byte is stored. */
+  maxUploadBytes: number;
+  /**
+   * Free space the data directory's file system must keep after an upload's remaining bytes; an upload that
+   * would eat into it is refused with `no_space` before it starts. 0 checks only that the bytes fit.
+   */
+  minFreeBytes: number;
   /** Accounts one address may create per hour by sign-up. */
   signupsPerAddressPerHour: number;
   /** Partial uploads older than this are swept at start-up. */
@@ -35,6 +44,9 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   idleTimeoutMs: 15 * 60_000,
   maxConnections: 1024,
   maxConnectionsPerAddress: 32,
+  maxTransfersPerUser: 16,
+  maxUploadBytes: 2 ** 40, // 1 TiB
+  minFreeBytes: 64 * 1024 * 1024,
   partialMaxAgeMs: 7 * 24 * 3600_000,
   signupsPerAddressPerHour: 20,
 };

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { statfs } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import type { AuditEvent } from '../audit/event.ts';
 import { auditTime } from '../audit/log.ts';
@@ -57,6 +58,22 @@ const INSTRUCTION: Partial<Record<ClientMessage['t'], string>> = {
 };
 
 let nextSessionNumber = 1;
+
+/**
+ * Per server (context): the logged-in sessions of each user and the transfers being set up, so that the
+ * per-user transfer limit holds across connections.
+ */
+const USERS = new WeakMap<ServerContext, Map<string, { sessions: Set<Session>; pending: number }>>();
+
+/** Free bytes for an unprivileged writer on the file system of `dir`, or null where statfs is unavailable. */
+async function freeBytes(dir: string): Promise<number | null> {
+  try {
+    const s = await statfs(dir);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return null;
+  }
+}
 
 /**
  * One client connection: handshake, log-in, then requests. Frames are processed strictly in the order
@@ -488,6 +505,38 @@ export class Session {
     this.account = account;
     this.storage = this.ctx.storage.forUser(account.name);
     this.stage = 'ready';
+    this.userEntry(true)?.sessions.add(this);
+  }
+
+  /** This user's entry in the per-server registry (created when `create`). */
+  private userEntry(create = false): { sessions: Set<Session>; pending: number } | undefined {
+    const name = this.account?.name;
+    if (name === undefined) return undefined;
+    let users = USERS.get(this.ctx);
+    if (!users) USERS.set(this.ctx, (users = new Map()));
+    let entry = users.get(name);
+    if (!entry && create) users.set(name, (entry = { sessions: new Set(), pending: 0 }));
+    return entry;
+  }
+
+  /**
+   * Reserves one of the user's transfer slots (uploads + downloads in flight across all their connections)
+   * while a transfer is set up; `busy` when none is free. The returned function gives the reservation back,
+   * once the transfer is counted in `uploads` / `downloads` (or failed).
+   */
+  private reserveTransfer(): () => void {
+    const entry = this.userEntry(true) as { sessions: Set<Session>; pending: number };
+    let inFlight = entry.pending;
+    for (const s of entry.sessions) inFlight += s.uploads.size + s.downloads.size;
+    const max = this.ctx.options.maxTransfersPerUser;
+    if (inFlight >= max) throw new FerryError('busy', `You have ${inFlight} transfers in progress (the limit is ${max}); try again when one ends`);
+    entry.pending++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      entry.pending--;
+    };
   }
 
   private accountResult(): object {
@@ -582,8 +631,13 @@ export class Session {
     }
     const parent = msg.path.includes('/') ? msg.path.slice(0, msg.path.lastIndexOf('/')) : '';
     if (msg.parents && parent && !(await storage.stat(parent))) this.need('mkdir');
+    const { maxUploadBytes, minFreeBytes, dataDir } = this.ctx.options;
+    if (msg.size > maxUploadBytes) {
+      throw new FerryError('quota_exceeded', `'${msg.path}' is ${msg.size} bytes; this server accepts files of at most ${maxUploadBytes} bytes`);
+    }
     const op: UploadOp = { ...this.actor(), path: msg.path, size: msg.size, replaces: existing };
     await this.vetoed(this.plugins.has('upload:before') && this.plugins.veto('upload:before', op));
+    const release = this.reserveTransfer();
     // From here on, plugins hear exactly once how this upload ended.
     let state: UploadState | null = null;
     try {
@@ -595,6 +649,12 @@ export class Session {
         resume: msg.resume === true,
         ...(msg.mtime !== undefined ? { mtime: msg.mtime } : {}),
       });
+      const free = await freeBytes(dataDir);
+      const needed = msg.size - upload.offset;
+      if (free !== null && needed > 0 && free - needed < minFreeBytes) {
+        await upload.abort(upload.offset > 0).catch(() => {}); // a resumable part is kept, an empty one goes
+        throw new FerryError('no_space', `Not enough disk space on the server for '${msg.path}': it needs ${needed} more bytes, ${Math.max(0, free - minFreeBytes)} are available`);
+      }
       if (this.stage === 'closed') {
         // The connection went while the upload was being set up: keep the partial, release the plugins.
         await upload.abort(true).catch(() => {});
@@ -618,6 +678,8 @@ export class Session {
       }
       this.plugins.notify('upload:after', op, outcomeOf(err));
       throw err;
+    } finally {
+      release();
     }
     return undefined;
   }
@@ -708,7 +770,14 @@ export class Session {
 
   private async onGet(id: number, msg: ClientMessageOf<'get'>, storage: Storage, started: number): Promise<undefined> {
     this.need('download');
-    const handle = await storage.openRead(msg.path);
+    const release = this.reserveTransfer();
+    let handle: Awaited<ReturnType<Storage['openRead']>>;
+    try {
+      handle = await storage.openRead(msg.path);
+    } catch (err) {
+      release();
+      throw err;
+    }
     const offset = msg.offset ?? 0;
     const op: DownloadOp = { ...this.actor(), path: msg.path, size: handle.size, offset };
     let encoded: EncodedStream | undefined;
@@ -724,12 +793,14 @@ export class Session {
         if (encoded && !accept.includes(encoded.encoding)) throw new FerryError('internal', `A plugin chose encoding '${encoded.encoding}', which the client did not accept`);
       }
     } catch (err) {
+      release();
       await handle.close();
       encoded?.stream.destroy();
       throw err;
     }
     const state: DownloadState = { cancelled: false };
     this.downloads.set(id, state);
+    release();
     this.wire.send(id, { t: 'meta', size: handle.size, mtime: Math.floor(handle.mtime), ...(encoded ? { encoding: encoded.encoding } : {}) });
     const task = this.streamDownload(id, op, handle, state, started, encoded?.stream ?? null);
     this.streaming.add(task);
@@ -822,6 +893,11 @@ export class Session {
   private async onClose(err: Error | null): Promise<void> {
     this.stage = 'closed';
     for (const t of this.timers) clearTimeout(t);
+    const entry = this.userEntry();
+    if (entry) {
+      entry.sessions.delete(this);
+      if (entry.sessions.size === 0 && entry.pending === 0) USERS.get(this.ctx)?.delete(this.account?.name ?? '');
+    }
     this.queue.length = 0;
     for (const d of this.downloads.values()) d.cancelled = true;
     const lost: Outcome = { ok: false, code: 'connection_lost', message: 'The connection closed during the upload' };
