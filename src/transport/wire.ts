@@ -43,7 +43,8 @@ export class Wire {
     socket.on('error', (err) => this.finish(err));
     socket.on('close', () => {
       const clean = this.decoder.atBoundary;
-      this.finish(clean ? null : new FerryError('unexpected_message', 'Connection closed in the middle of a frame'));
+      // A peer or network that dies mid-frame is a lost connection (retryable: a download keeps its part for a resume).
+      this.finish(clean ? null : new FerryError('connection_lost', 'Connection closed in the middle of a frame'));
     });
     socket.on('end', () => {
       // The peer half-closed: we have nothing more to say either.

@@ -79,7 +79,7 @@ hostile('a truncated frame followed by a disconnect is one log line, and the ser
   assert.is(r.code, 0, r.stderr);
   const log = server.output().slice(before);
   assert.not.match(log, /at \w+ \(|Traceback|TypeError|uncaught/i, log);
-  assert.match(log, /Disconnected \(unexpected_message: Connection closed in the middle of a frame\)/);
+  assert.match(log, /Disconnected \(connection_lost: Connection closed in the middle of a frame\)/);
   assert.is(server.process.exitCode, null, 'server still running');
 });
 
