@@ -14,7 +14,7 @@ export class RawClient {
   private waiters: Array<() => void> = [];
   private nextId = 1;
 
-  constructor(port: number, options: { insecure?: boolean; host?: string } = {}) {
+  constructor(port: number, options: { insecure?: boolean; host?: string; localAddress?: string } = {}) {
     const decoder = new FrameDecoder(
       {
         onMessage: (id, body) => {
@@ -30,8 +30,8 @@ export class RawClient {
     let ready!: () => void;
     this.connected = new Promise((r) => (ready = r));
     this.socket = options.insecure
-      ? net.connect({ host, port }, () => ready())
-      : tls.connect({ host, port, rejectUnauthorized: false }, () => ready());
+      ? net.connect({ host, port, ...(options.localAddress ? { localAddress: options.localAddress } : {}) }, () => ready())
+      : tls.connect({ host, port, rejectUnauthorized: false, ...(options.localAddress ? { localAddress: options.localAddress } : {}) }, () => ready());
     this.socket.on('data', (d: Buffer) => {
       try {
         decoder.push(d);
