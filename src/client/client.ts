@@ -628,14 +628,22 @@ export class FerryClient {
         }
         try {
           options.onProgress?.({ done: position, total: size });
+          // One read ahead: the next chunk comes off the disk while this one is hashed, encrypted and sent.
+          const readAt = (at: number): Promise<Buffer> => {
+            const want = Math.min(READ_CHUNK, size - at);
+            const buf = Buffer.allocUnsafe(want);
+            const read = file.read(buf, 0, want, at).then(({ bytesRead }) => buf.subarray(0, bytesRead));
+            read.catch(() => {}); // awaited below; never an unhandled rejection if the loop ends early
+            return read;
+          };
+          let ahead: Promise<Buffer> | null = position < size ? readAt(position) : null;
           while (position < size) {
             const early = box.poll();
             if (early) settle(early);
-            const want = Math.min(READ_CHUNK, size - position);
-            const buf = Buffer.allocUnsafe(want);
-            const { bytesRead } = await file.read(buf, 0, want, position);
+            const chunk = await (ahead as Promise<Buffer>);
+            const bytesRead = chunk.length;
             if (bytesRead === 0) throw new Error(`'${localPath}' shrank while it was being uploaded`);
-            const chunk = buf.subarray(0, bytesRead);
+            ahead = position + bytesRead < size ? readAt(position + bytesRead) : null;
             hash.update(chunk);
             if (encoder) {
               if (!encoder.write(chunk)) await settled(encoder, 'drain');
