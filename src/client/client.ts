@@ -750,6 +750,8 @@ export class FerryClient {
       let paused = false;
       let failure: Error | null = null;
       let writing: Promise<void> = Promise.resolve();
+      let queued: Buffer[] = [];
+      let queuedAt = 0;
       /** Takes file bytes (decoded): hashes, bounds and writes them in order. */
       const consume = (chunk: Buffer): void => {
         if (failure) return;
@@ -767,9 +769,23 @@ export class FerryClient {
           paused = true;
           this.wire.pause();
         }
+        // Chunks that arrive while a write is in flight are written together by the next writev.
+        if (queued.length === 0) queuedAt = at;
+        queued.push(chunk);
+        if (queued.length > 1) return void options.onProgress?.({ done: position, total: meta.size });
         writing = writing.then(async () => {
-          await file.write(chunk, 0, chunk.length, at);
-          unwritten -= chunk.length;
+          const batch = queued;
+          const from = queuedAt;
+          queued = [];
+          let where = from;
+          let rest = batch;
+          while (rest.length > 0) {
+            const { bytesWritten } = await file.writev(rest, where);
+            if (bytesWritten <= 0) throw new Error(`Cannot write '${partPath}'`);
+            where += bytesWritten;
+            rest = skipBytes(rest, bytesWritten);
+          }
+          unwritten -= where - from;
           if (paused && unwritten < WRITE_HIGH / 4) {
             paused = false;
             this.wire.resume();
@@ -859,6 +875,14 @@ function usageOf(value: unknown): UsageInfo | undefined {
 
 function remoteError(msg: { code: string; message: string }): FerryError {
   return new FerryError(msg.code as ErrorCode, msg.message);
+}
+
+/** `chunks` without their first `n` bytes (after a short writev). */
+function skipBytes(chunks: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < chunks.length && n >= (chunks[i] as Buffer).length) n -= (chunks[i++] as Buffer).length;
+  if (i === chunks.length) return [];
+  return n > 0 ? [(chunks[i] as Buffer).subarray(n), ...chunks.slice(i + 1)] : chunks.slice(i);
 }
 
 /** SHA-256 of the first `length` bytes of a file, and the hash object to continue from there. */
