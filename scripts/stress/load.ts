@@ -11,6 +11,8 @@ import { cleanup, startServer, tempDir } from '../../test/e2e/harness.ts';
 import { RawClient, sleep } from '../../test/hardening/raw.ts';
 
 const SECONDS = Number(process.env.FERRY_LOAD_SECONDS ?? 120);
+/** The load runs in rounds (SECONDS split between them): memory after round 2 vs round 1 tells growth from a leak. */
+const ROUNDS = Number(process.env.FERRY_LOAD_ROUNDS ?? 2);
 const IDLE = Number(process.env.FERRY_LOAD_IDLE ?? 200);
 const TRANSFERS = Number(process.env.FERRY_LOAD_TRANSFERS ?? 50);
 const USERS = 10;
@@ -35,7 +37,7 @@ async function main(): Promise<number> {
   });
   const pid = server.process.pid as number;
   const open = (): Promise<FerryClient> => connect({ host: '127.0.0.1', port: server.port, fingerprint: server.fingerprint, knownHosts: null, timeoutMs: 30_000 });
-  const result: Record<string, unknown> = { seconds: SECONDS, idle: IDLE, transfers: TRANSFERS };
+  const summary: Record<string, unknown> = { seconds: SECONDS, rounds: ROUNDS, idle: IDLE, transfers: TRANSFERS };
   const clients: FerryClient[] = [];
   const raws: RawClient[] = [];
   try {
@@ -44,6 +46,10 @@ async function main(): Promise<number> {
       await c.signup(`load${u}`, PASSWORD);
       await c.quit();
     }
+    // The flood's named target: a real account that nothing else uses.
+    const v = await open();
+    await v.signup('victim', PASSWORD);
+    await v.quit();
     // Warm up (one transfer) so that "before" is a server that has already done a transfer.
     const warm = await open();
     await warm.login('load0', PASSWORD);
@@ -53,115 +59,150 @@ async function main(): Promise<number> {
     await warm.quit();
     await sleep(1000);
     const before = measure(pid);
-    result.before = before;
+    summary.before = before;
     console.log(`load: before ${JSON.stringify(before)}`);
 
-    // 200 idle, logged-in connections.
-    const startedIdle = Date.now();
-    for (let i = 0; i < IDLE; i += 20) {
-      const batch = Array.from({ length: Math.min(20, IDLE - i) }, (_, k) => {
-        const r = new RawClient(server.port);
-        raws.push(r);
-        return r.logIn(`load${(i + k) % USERS}`, PASSWORD);
-      });
-      const replies = await Promise.all(batch);
-      const bad = replies.filter((m) => m.t !== 'ok');
-      if (bad.length) throw new Error(`idle log-ins failed: ${JSON.stringify(bad[0])}`);
-    }
-    result.idleLoginSeconds = +((Date.now() - startedIdle) / 1000).toFixed(1);
-    const deadline = Date.now() + SECONDS * 1000;
-    const counts = { transfersOk: 0, transfersFailed: 0, bytes: 0, loginsOk: 0, loginsFailed: 0, floodAttempts: 0, floodLockedOut: 0, floodAuthFailed: 0 };
-    const failures: string[] = [];
+    const rounds: Record<string, unknown>[] = [];
+    const totals = { transfersOk: 0, transfersFailed: 0, loginsFailed: 0, lockedOut: 0, idleLost: 0 };
+    for (let round = 1; round <= ROUNDS; round++) {
+      clients.length = 0;
+      raws.length = 0;
+      const result: Record<string, unknown> = { round };
+      rounds.push(result);
+      // 200 idle, logged-in connections.
+      const startedIdle = Date.now();
+      for (let i = 0; i < IDLE; i += 20) {
+        const batch = Array.from({ length: Math.min(20, IDLE - i) }, (_, k) => {
+          const r = new RawClient(server.port);
+          raws.push(r);
+          return r.logIn(`load${(i + k) % USERS}`, PASSWORD);
+        });
+        const replies = await Promise.all(batch);
+        const bad = replies.filter((m) => m.t !== 'ok');
+        if (bad.length) throw new Error(`idle log-ins failed: ${JSON.stringify(bad[0])}`);
+      }
+        result.idleLoginSeconds = +((Date.now() - startedIdle) / 1000).toFixed(1);
+      const deadline = Date.now() + (SECONDS / ROUNDS) * 1000;
+      const counts = { transfersOk: 0, transfersFailed: 0, bytes: 0, loginsOk: 0, loginsFailed: 0, floodAttempts: 0, floodLockedOut: 0, floodAuthFailed: 0 };
+      const failures: string[] = [];
 
-    // 50 transfer loops: each uploads a fresh file, downloads it, compares.
-    const workers = Array.from({ length: TRANSFERS }, async (_, w) => {
-      const c = await open();
-      clients.push(c);
-      await c.login(`load${w % USERS}`, PASSWORD);
-      for (let n = 0; Date.now() < deadline; n++) {
-        const body = randomBytes(64 * 1024 + Math.floor(Math.random() * 2 * 1024 * 1024));
-        const file = join(local, `w${w}`);
-        writeFileSync(file, body);
-        try {
-          const up = await c.upload(file, `w${w}/f${n % 3}`, { overwrite: true, parents: true });
-          const down = await c.download(`w${w}/f${n % 3}`, `${file}.back`, { overwrite: true });
-          const back = readFileSync(`${file}.back`);
-          if (up.sha256 !== sha(body) || down.sha256 !== sha(body) || !back.equals(body)) throw new Error('bytes differ');
-          counts.transfersOk += 2;
-          counts.bytes += 2 * body.length;
-        } catch (err) {
-          counts.transfersFailed++;
-          if (failures.length < 10) failures.push(`worker ${w}: ${String((err as Error)?.message ?? err)}`);
+      // 50 transfer loops: each uploads a fresh file, downloads it, compares.
+      const workers = Array.from({ length: TRANSFERS }, async (_, w) => {
+        const c = await open();
+        clients.push(c);
+        await c.login(`load${w % USERS}`, PASSWORD);
+        for (let n = 0; Date.now() < deadline; n++) {
+          const body = randomBytes(64 * 1024 + Math.floor(Math.random() * 2 * 1024 * 1024));
+          const file = join(local, `w${w}`);
+          writeFileSync(file, body);
+          try {
+            const up = await c.upload(file, `w${w}/f${n % 3}`, { overwrite: true, parents: true });
+            const down = await c.download(`w${w}/f${n % 3}`, `${file}.back`, { overwrite: true });
+            const back = readFileSync(`${file}.back`);
+            if (up.sha256 !== sha(body) || down.sha256 !== sha(body) || !back.equals(body)) throw new Error('bytes differ');
+            counts.transfersOk += 2;
+            counts.bytes += 2 * body.length;
+          } catch (err) {
+            counts.transfersFailed++;
+            if (failures.length < 10) failures.push(`worker ${w}: ${String((err as Error)?.message ?? err)}`);
+          }
         }
-      }
-    });
-    // Repeated correct log-ins from 127.0.0.1.
-    const logins = (async () => {
-      while (Date.now() < deadline) {
-        try {
-          const c = await open();
-          await c.login(`load${counts.loginsOk % USERS}`, PASSWORD);
-          await c.quit();
-          counts.loginsOk++;
-        } catch (err) {
-          counts.loginsFailed++;
-          if (failures.length < 10) failures.push(`login: ${String((err as Error)?.message ?? err)}`);
+      });
+      // Repeated correct log-ins from 127.0.0.1.
+      const logins = (async () => {
+        while (Date.now() < deadline) {
+          let c: FerryClient | null = null;
+          try {
+            c = await open();
+            await c.login(`load${(counts.loginsOk + counts.loginsFailed) % USERS}`, PASSWORD);
+            await c.quit();
+            counts.loginsOk++;
+          } catch (err) {
+            c?.destroy();
+            counts.loginsFailed++;
+            if (failures.length < 10) failures.push(`login: ${String((err as Error)?.message ?? err)}`);
+          }
         }
-      }
-    })();
-    // A flood of wrong passwords from two other loopback addresses, 16 connections at a time.
-    const flood = Array.from({ length: 16 }, async (_, k) => {
-      while (Date.now() < deadline) {
-        const r = new RawClient(server.port, { localAddress: k % 2 ? '127.0.0.2' : '127.0.0.3' });
+      })();
+      // A flood of wrong passwords from two other loopback addresses, 16 connections at a time.
+      const flood = Array.from({ length: 16 }, async (_, k) => {
+        while (Date.now() < deadline) {
+          const r = new RawClient(server.port, { localAddress: k % 2 ? '127.0.0.2' : '127.0.0.3' });
+          try {
+            const m = await r.logIn(k % 4 === 0 ? 'victim' : `nobody${k}`, 'wrong password!');
+            counts.floodAttempts++;
+            if (m.t === 'error' && m.code === 'locked_out') counts.floodLockedOut++;
+            if (m.t === 'error' && m.code === 'auth_failed') counts.floodAuthFailed++;
+          } catch {
+            counts.floodAttempts++;
+          } finally {
+            r.destroy();
+          }
+        }
+      });
+      // The by-name lock-out is for everyone: the victim's right password from a clean address, mid-flood.
+      const victim = (async () => {
+        await sleep(Math.min(10_000, (SECONDS / ROUNDS) * 500));
+        const r = new RawClient(server.port);
         try {
-          const m = await r.logIn(k % 4 === 0 ? 'load1' : `nobody${k}`, 'wrong password!');
-          counts.floodAttempts++;
-          if (m.t === 'error' && m.code === 'locked_out') counts.floodLockedOut++;
-          if (m.t === 'error' && m.code === 'auth_failed') counts.floodAuthFailed++;
-        } catch {
-          counts.floodAttempts++;
+          const m = await r.logIn('victim', PASSWORD);
+          result.victimLoginDuringFlood = m.t === 'error' ? m.code : m.t;
+        } catch (err) {
+          result.victimLoginDuringFlood = String(err);
         } finally {
           r.destroy();
         }
-      }
-    });
-    let peak = measure(pid);
-    const sampler = setInterval(() => {
-      const m = measure(pid);
-      if (m.rssMiB > peak.rssMiB) peak = { ...m };
-      if (m.fds > peak.fds) peak.fds = m.fds;
-    }, 1000);
-    await Promise.all([...workers, logins, ...flood]);
-    clearInterval(sampler);
-    result.during = peak;
-    result.counts = counts;
-    result.idleStillOpen = raws.filter((r) => !r.isClosed).length;
-    result.failures = failures;
-    console.log(`load: during (max) ${JSON.stringify(peak)}`);
+      })();
+      let peak = measure(pid);
+      const sampler = setInterval(() => {
+        const m = measure(pid);
+        if (m.rssMiB > peak.rssMiB) peak = { ...m };
+        if (m.fds > peak.fds) peak.fds = m.fds;
+      }, 1000);
+      await Promise.all([...workers, logins, ...flood, victim]);
+      clearInterval(sampler);
+      result.during = peak;
+      result.counts = counts;
+      result.idleStillOpen = raws.filter((r) => !r.isClosed).length;
+      result.failures = failures;
+      console.log(`load: during (max) ${JSON.stringify(peak)}`);
 
-    for (const c of clients) await c.quit();
-    for (const r of raws) r.destroy();
-    await sleep(5000);
-    const after = measure(pid);
-    result.after = after;
-    await sleep(15_000);
-    result.after20s = measure(pid);
+      for (const c of clients) await c.quit();
+      for (const r of raws) r.destroy();
+      await sleep(5000);
+      const after = measure(pid);
+      result.after = after;
+      await sleep(15_000);
+      result.after20s = measure(pid);
+      totals.transfersOk += counts.transfersOk;
+      totals.transfersFailed += counts.transfersFailed;
+      totals.loginsFailed += counts.loginsFailed;
+      totals.lockedOut += counts.floodLockedOut;
+      totals.idleLost += IDLE - (result.idleStillOpen as number);
+      console.log(`load: round ${round}: ${JSON.stringify(result)}`);
+    }
+    summary.rounds = rounds;
+    summary.totals = totals;
     const log = server.output();
-    result.log = {
+    const logSummary = {
       lockedOutLines: (log.match(/locked out for \d+ s/g) ?? []).length,
       authFailedLines: (log.match(/Authentication failed for user/g) ?? []).length,
       sample: /.*locked out for \d+ s.*/.exec(log)?.[0] ?? null,
       internalErrors: (log.match(/internal error/g) ?? []).length,
     };
-    console.log(`load: after 5 s ${JSON.stringify(after)}, after 20 s ${JSON.stringify(result.after20s)}`);
-    console.log(`load: ${JSON.stringify(result, null, 2)}`);
+    summary.log = logSummary;
+    console.log(`load: ${JSON.stringify(summary, null, 2)}`);
+    const last = rounds.at(-1) as { after: { fds: number; rssMiB: number } };
+    const first = rounds[0] as { after: { fds: number; rssMiB: number } };
     const ok =
-      counts.transfersFailed === 0 &&
-      counts.loginsFailed === 0 &&
-      (result.log as { lockedOutLines: number }).lockedOutLines > 0 &&
-      result.idleStillOpen === IDLE &&
-      after.fds <= before.fds + 5 &&
-      (result.log as { internalErrors: number }).internalErrors === 0;
+      totals.transfersFailed === 0 &&
+      totals.loginsFailed === 0 &&
+      totals.idleLost === 0 &&
+      logSummary.lockedOutLines > 0 &&
+      logSummary.internalErrors === 0 &&
+      last.after.fds <= before.fds + 5 &&
+      // After the first round the heap has grown to its working size; a later round must not add much more.
+      last.after.rssMiB <= first.after.rssMiB * 1.15 + 10;
     console.log(ok ? 'load: OK' : 'load: FAILED');
     return ok ? 0 : 1;
   } finally {

@@ -14,7 +14,7 @@ import {
 } from '../../src/protocol/mod.ts';
 import { joinVirtual, parseVirtualPath } from '../../src/storage/paths.ts';
 
-const RUNS = Number(process.env.FERRY_FC_RUNS ?? 300);
+const RUNS = Number(process.env.FERRY_FC_RUNS ?? 200);
 const LIMITS = { maxMessage: 1024, maxData: 4096 };
 
 /** Runs `fn` while recording the largest Buffer.allocUnsafe / Buffer.alloc request. */
