@@ -13,6 +13,7 @@ const STEPS = [
   { name: 'sigkill', cmd: process.execPath, args: [...tsx, 'scripts/stress/sigkill.ts', '20'], limitS: 120 },
   { name: 'dirlist', cmd: process.execPath, args: [...tsx, 'scripts/stress/dirlist.ts'], limitS: 90 },
   { name: 'load', cmd: process.execPath, args: [...tsx, 'scripts/stress/load.ts'], env: { FERRY_LOAD_SECONDS: process.env.FERRY_LOAD_SECONDS ?? '120' }, limitS: 210 },
+  { name: 'symlink-race', cmd: process.execPath, args: [...tsx, 'scripts/stress/symlink-race.ts'], limitS: 30 },
   { name: 'tls-scan', cmd: 'bash', args: ['scripts/stress/tls-scan.sh'], limitS: 60, skipCode: 2 },
 ];
 
