@@ -523,8 +523,8 @@ async function main() {
   if (notes.length) out.push('Notes: ' + notes.join('; ') + '\n');
   const text = out.join('\n');
   console.log(text);
-  writeFileSync(join(ROOT, 'scripts/bench/last-run.json'), JSON.stringify({ quick: QUICK, started, results, concurrent, rss, loads }, null, 1));
   if (WRITE) {
+    writeFileSync(join(ROOT, 'scripts/bench/last-run.json'), JSON.stringify({ quick: QUICK, started, results, concurrent, rss, loads }, null, 1));
     const doc = join(ROOT, 'docs/benchmarks.md');
     const begin = '<!-- bench:begin (written by npm run bench; edit outside these markers) -->', end = '<!-- bench:end -->';
     let cur = existsSync(doc) ? readFileSync(doc, 'utf8') : `# Benchmarks\n\n## Results\n\n${begin}\n${end}\n`;
