@@ -99,6 +99,21 @@ export function createQuotaPlugin(): FerryPlugin<QuotaOptions> {
 
   /** Waits until the user's home is summed up; false when that takes too long (the caller answers busy). */
   const ready = async (q: Quotas, user: string): Promise<boolean> => (await waitAtMost(q.ledger(user), LOAD_WAIT_MS)) !== LATE;
+  /**
+   * Delete and rename wait until the user's usage is summed up (refusing with `busy` if that takes too
+   * long), so that their after-hooks change a known ledger. A walk that failed (logged) lets the operation
+   * go ahead: the next walk sees the home as it is after it.
+   */
+  const afterCounting = async (user: string) => {
+    const q = forUser(user);
+    if (!q) return undefined;
+    try {
+      if (!(await ready(q, user))) return STILL_COUNTING;
+    } catch {
+      // Not summed up (logged).
+    }
+    return undefined;
+  };
 
   return definePlugin<QuotaOptions>({
     name: 'quota',
@@ -127,29 +142,11 @@ export function createQuotaPlugin(): FerryPlugin<QuotaOptions> {
       'upload:after': (op, outcome) => {
         forUser(op.user)?.apply(op.user, (ledger) => ledger.finish(op, op, outcome.ok));
       },
-      'delete:before': async (op) => {
-        const q = forUser(op.user);
-        if (!q) return undefined;
-        try {
-          if (!(await ready(q, op.user))) return STILL_COUNTING;
-        } catch {
-          // Not summed up (logged): the next walk sees the home after this delete, so let it go ahead.
-        }
-        return undefined;
-      },
+      'delete:before': (op) => afterCounting(op.user),
       'delete:after': (op, outcome) => {
         if (outcome.ok) forUser(op.user)?.apply(op.user, (ledger) => ledger.remove(op.path));
       },
-      'rename:before': async (op) => {
-        const q = forUser(op.user);
-        if (!q) return undefined;
-        try {
-          if (!(await ready(q, op.user))) return STILL_COUNTING;
-        } catch {
-          // As for delete.
-        }
-        return undefined;
-      },
+      'rename:before': (op) => afterCounting(op.user),
       'rename:after': (op, outcome) => {
         if (outcome.ok) forUser(op.user)?.apply(op.user, (ledger) => ledger.rename(op.from, op.to));
       },

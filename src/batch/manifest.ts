@@ -35,7 +35,15 @@ interface OpBase {
 }
 
 /** Upload: local files, globs or directories to a remote path. */
-export interface PutOp extends OpBase {
+/** What put and get have in common. */
+interface TransferOpBase extends OpBase {
+  overwrite: Overwrite;
+  ifChanged: boolean;
+  exclude: string[];
+  sha256: string | null;
+}
+
+export interface PutOp extends TransferOpBase {
   kind: 'put';
   /** Absolute local paths or glob patterns, as written (after `${VAR}`), resolved against the manifest's folder. */
   sources: string[];
@@ -43,24 +51,16 @@ export interface PutOp extends OpBase {
   to: string;
   /** `to` names a folder to put things into (it ended in `/`, was omitted, or there are several sources). */
   into: boolean;
-  overwrite: Overwrite;
-  ifChanged: boolean;
-  exclude: string[];
-  sha256: string | null;
 }
 
 /** Download: remote files, globs or directories to a local path. */
-export interface GetOp extends OpBase {
+export interface GetOp extends TransferOpBase {
   kind: 'get';
   /** Remote paths or glob patterns, normalised like `PutOp.to`. */
   sources: string[];
   /** Absolute local destination. */
   to: string;
   into: boolean;
-  overwrite: Overwrite;
-  ifChanged: boolean;
-  exclude: string[];
-  sha256: string | null;
 }
 
 export interface MkdirOp extends OpBase {

@@ -406,6 +406,23 @@ export function deepest(dirs: Iterable<string>): string[] {
   return all.filter((d, i) => !all.slice(i + 1).some((e) => e.startsWith(`${d}/`)));
 }
 
+/** A file task as the op asks for it, before the skip and error decisions. */
+function newTask(kind: 'put' | 'get', op: PutOp | GetOp, found: Found, dst: string): FileTask {
+  return {
+    op: op.index,
+    kind,
+    src: found.path,
+    dst,
+    size: found.size,
+    mtime: found.mtime,
+    replace: op.overwrite === 'replace',
+    onExists: op.overwrite === 'skip' ? 'skip' : 'fail',
+    expectSha256: op.sha256,
+    skip: null,
+    error: null,
+  };
+}
+
 async function decidePuts(items: Array<{ op: PutOp; found: Found; dst: string }>, ctx: PlanContext, plan: StagePlan): Promise<FileTask[]> {
   const dirs = await listDirs(ctx.remote, items.map((i) => remoteDirname(i.dst)));
   const localHashes = new Map<string, Promise<string>>();
@@ -415,19 +432,7 @@ async function decidePuts(items: Array<{ op: PutOp; found: Found; dst: string }>
     return h;
   };
   const tasks = await mapLimit(items, 32, async ({ op, found, dst }): Promise<FileTask> => {
-    const task: FileTask = {
-      op: op.index,
-      kind: 'put',
-      src: found.path,
-      dst,
-      size: found.size,
-      mtime: found.mtime,
-      replace: op.overwrite === 'replace',
-      onExists: op.overwrite === 'skip' ? 'skip' : 'fail',
-      expectSha256: op.sha256,
-      skip: null,
-      error: null,
-    };
+    const task = newTask('put', op, found, dst);
     try {
       parseVirtualPath(dst);
     } catch (err) {
@@ -477,19 +482,7 @@ async function decidePuts(items: Array<{ op: PutOp; found: Found; dst: string }>
 
 async function decideGets(items: Array<{ op: GetOp; found: Found & { bad?: string }; dst: string }>, ctx: PlanContext, plan: StagePlan): Promise<FileTask[]> {
   const tasks = await mapLimit(items, 32, async ({ op, found, dst }): Promise<FileTask> => {
-    const task: FileTask = {
-      op: op.index,
-      kind: 'get',
-      src: found.path,
-      dst,
-      size: found.size,
-      mtime: found.mtime,
-      replace: op.overwrite === 'replace',
-      onExists: op.overwrite === 'skip' ? 'skip' : 'fail',
-      expectSha256: op.sha256,
-      skip: null,
-      error: null,
-    };
+    const task = newTask('get', op, found, dst);
     if (found.bad !== undefined) {
       task.error = { code: 'invalid_path', message: `The server listed a name that is not safe to use locally: ${JSON.stringify(found.bad)}` };
       return task;

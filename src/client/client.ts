@@ -74,17 +74,20 @@ export interface UploadOptions {
   expectSha256?: string;
 }
 
-export interface UploadResult {
-  /** DATA bytes sent on the wire for this upload (after encoding; excludes framing). */
+/** How a verified upload or download went. */
+export interface TransferResult {
+  /** DATA bytes on the wire for this transfer (encoded bytes when an encoding was used; excludes framing). */
   wireBytes: number;
   /** The encoding used on the wire, or null for the bytes as they are. */
   encoding: string | null;
   size: number;
   sha256: string;
-  /** Bytes that were already on the server and were verified, not sent again. */
+  /** Bytes that were already at the destination and were verified, not sent again. */
   resumedFrom: number;
   durationMs: number;
 }
+
+export type UploadResult = TransferResult;
 
 export interface DownloadOptions {
   /** Replace an existing local file (default false). */
@@ -118,15 +121,7 @@ export class UnexpectedDigestError extends FerryError {
   }
 }
 
-export interface DownloadResult {
-  /** DATA bytes received on the wire for this download (before decoding; excludes framing). */
-  wireBytes: number;
-  encoding: string | null;
-  size: number;
-  sha256: string;
-  resumedFrom: number;
-  durationMs: number;
-}
+export type DownloadResult = TransferResult;
 
 export interface ListResult {
   entries: Entry[];
