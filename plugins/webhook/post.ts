@@ -29,6 +29,7 @@ export class Poster {
   readonly #agent: HttpAgent;
   readonly #timeoutMs: number;
   readonly #inflight = new Set<() => void>();
+  #closed = false;
 
   constructor(url: string, timeoutMs: number) {
     this.#url = new URL(url);
@@ -40,6 +41,8 @@ export class Poster {
 
   /** Resolves with the response status; rejects on network errors and time-outs (the message says which). */
   post(body: string, headers: Record<string, string>): Promise<PostResult> {
+    // A post that starts after close() would have nothing to abort it: refuse it at once.
+    if (this.#closed) return Promise.reject(new Error('aborted: the server is stopping'));
     const bytes = Buffer.from(body, 'utf8');
     const request = this.#url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise<PostResult>((resolve, reject) => {
@@ -88,6 +91,7 @@ export class Poster {
 
   /** Aborts requests in flight and closes every connection. */
   close(): void {
+    this.#closed = true;
     for (const abort of [...this.#inflight]) abort();
     this.#agent.destroy();
   }
