@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run test:stress`: the long hardening runs, one after another, each in its own process group with a
 // time limit (the whole stays under 10 minutes): the property tests with many more cases, the SIGKILL loop,
-// the 100,000-entry listing, the load run, and the TLS scan. Prints each step's output and a summary line;
+// the 100,000-entry listing, the load run, the symlink-swap races, and the TLS scan. Prints each step's output and a summary line;
 // exit 1 when a step failed. Usage: node scripts/stress/run.mjs [step-name-filter...]
 import { spawn } from 'node:child_process';
 
@@ -13,7 +13,8 @@ const STEPS = [
   { name: 'sigkill', cmd: process.execPath, args: [...tsx, 'scripts/stress/sigkill.ts', '20'], limitS: 120 },
   { name: 'dirlist', cmd: process.execPath, args: [...tsx, 'scripts/stress/dirlist.ts'], limitS: 90 },
   { name: 'load', cmd: process.execPath, args: [...tsx, 'scripts/stress/load.ts'], env: { FERRY_LOAD_SECONDS: process.env.FERRY_LOAD_SECONDS ?? '120' }, limitS: 210 },
-  { name: 'symlink-race', cmd: process.execPath, args: [...tsx, 'scripts/stress/symlink-race.ts'], limitS: 30 },
+  { name: 'swap-race', cmd: process.execPath, args: [...tsx, 'test/hardening/swap-race.test.ts'], env: { FERRY_RACE_SECONDS: '30' }, limitS: 60 },
+  { name: 'symlink-race', cmd: process.execPath, args: [...tsx, 'scripts/stress/symlink-race.ts'], env: { FERRY_STRICT_RACE: '1' }, limitS: 30 },
   { name: 'tls-scan', cmd: 'bash', args: ['scripts/stress/tls-scan.sh'], limitS: 60, skipCode: 2 },
 ];
 

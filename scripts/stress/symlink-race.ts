@@ -1,7 +1,7 @@
-// Known limitation, measured: a program *on the server* that swaps a directory in a home for a symlink to
-// outside, between the driver's check and its use, can make an upload land outside the home (Node has no
-// openat/renameat). Clients cannot create symlinks. Prints how many files landed outside in 8 s; exits 0
-// (it reports, it does not gate) unless FERRY_STRICT_RACE=1.
+// A program *on the server* flips a directory in a home between a real directory and a symlink to outside,
+// as fast as it can, while the driver uploads into it. With directories pinned through /proc/self/fd (Linux)
+// no upload may land outside; FERRY_NO_PIN=1 turns pinning off to show the race the pinning closes.
+// Prints how many files landed outside in 8 s; exits 1 if any did and FERRY_STRICT_RACE=1.
 // Usage: node --import tsx scripts/stress/symlink-race.ts
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
@@ -14,7 +14,7 @@ mkdirSync(outside);
 const home = join(root, 'data', 'homes', 'a');
 mkdirSync(join(home, 'd'), { recursive: true });
 symlinkSync(outside, join(home, 'evil'));
-const s = new LocalDiskDriver(join(root, 'data')).forUser('a');
+const s = new LocalDiskDriver(join(root, 'data'), process.env.FERRY_NO_PIN === '1' ? { pinDirectories: false } : {}).forUser('a');
 const body = Buffer.from('x');
 const digest = createHash('sha256').update(body).digest('hex');
 let stop = false;
@@ -41,6 +41,6 @@ while (Date.now() - t < 8000) {
 }
 stop = true;
 const filesOutside = readdirSync(outside).length;
-console.log(`symlink-race: ${JSON.stringify({ seconds: 8, committed: ok, refused, filesOutside })}${filesOutside ? ' (KNOWN LIMITATION: see docs/security.md, What remains)' : ''}`);
+console.log(`symlink-race: ${JSON.stringify({ seconds: 8, committed: ok, refused, filesOutside })}${filesOutside ? ' (files written outside the home)' : ''}`);
 if (filesOutside && process.env.FERRY_STRICT_RACE === '1') process.exitCode = 1;
 rmSync(root, { recursive: true, force: true });

@@ -1,8 +1,8 @@
 import { Buffer } from 'node:buffer';
 import { constants, type Stats } from 'node:fs';
-import { link, lstat, mkdir, open, opendir, realpath, rename, rmdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { link, lstat, mkdir, open, opendir, readlink, realpath, rename, rmdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { createHash, type Hash } from 'node:crypto';
-import { join, resolve, sep } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { FerryError } from '../protocol/errors.ts';
 import type { Entry } from '../protocol/messages.ts';
 import { joinVirtual, parseVirtualPath, quotePath } from './paths.ts';
@@ -13,6 +13,7 @@ import { syncDir } from '../fs/atomic.ts';
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 // A FIFO planted in a home would block open() for reading forever; O_NONBLOCK makes it return at once.
 const O_NONBLOCK = constants.O_NONBLOCK ?? 0;
+const O_DIRECTORY = constants.O_DIRECTORY ?? 0;
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 /** Directory entries stat'ed at once while listing or summing usage. */
 const STAT_BATCH = 64;
@@ -28,8 +29,15 @@ const HASH_BUFFER = 1 << 20;
  * Both live under the data directory, so committing an upload is a same-filesystem rename (or link).
  *
  * Confinement. Every path is parsed by `parseVirtualPath`, then resolved with `realpath` and required to
- * stay inside `realpath(home)`; files are opened with `O_NOFOLLOW` on the resolved path. Symlinks in a
- * home (clients cannot make them; an administrator or another program can):
+ * stay inside `realpath(home)`. Then the directory that holds the name acted on is *opened* (`O_DIRECTORY`,
+ * `O_NOFOLLOW`) and, on Linux, checked again after the open through `/proc/self/fd/N`, which names what
+ * was really opened. Every create, open, rename, link and unlink then goes through `/proc/self/fd/N/<name>`:
+ * the kernel looks `name` up in that very directory, so a directory swapped for a symlink after the check
+ * (by a program on the server) cannot redirect the operation outside the home, and the final name is never
+ * followed (`O_NOFOLLOW`, `lstat`, or calls that do not follow it). This emulates `openat`/`renameat`, which
+ * Node lacks. Where `/proc/self/fd` does not name opened directories (not Linux, no procfs), the realpath
+ * checks alone remain and the swap race stays open; `pinsDirectories` tells which mode a storage runs in.
+ * Symlinks in a home (clients cannot make them; an administrator or another program can):
  * - a symlink whose target is inside the home is followed by `stat`, `list`, `openRead` and when used as
  *   a directory in a path, and listed as what it points to; `remove`, `rename` and an overwriting upload
  *   act on the link itself, as `rm` and `mv` do, never on its target;
@@ -38,10 +46,6 @@ const HASH_BUFFER = 1 << 20;
  * `usage()` never follows symlinks. Entries that are neither regular files nor directories (FIFOs, sockets,
  * devices) and names a client could not send (not valid UTF-8 NFC path segments) are left out of listings,
  * and `stat` returns null for the former.
- *
- * What remains: Node has no `openat`/`O_BENEATH`, so a program with write access to a home *on the server*
- * could swap a checked directory for a symlink between the check and the use. Clients cannot create
- * symlinks, so this is outside what a ferry client can do.
  *
  * One driver per data directory per process: the upload locks live in the driver.
  *
@@ -60,9 +64,15 @@ export class LocalDiskDriver implements StorageDriver {
   readonly #locks = new Set<string>();
   /** Partial files of uploads in progress; the sweeper leaves them alone. */
   readonly #active = new Set<string>();
+  readonly #pin: boolean | undefined;
 
-  constructor(dataDir: string) {
+  /**
+   * `pinDirectories` (default: wherever `/proc/self/fd` works) turns the opened-directory checks on or
+   * off; tests turn it off to exercise the fallback.
+   */
+  constructor(dataDir: string, options: { pinDirectories?: boolean } = {}) {
     this.dataDir = resolve(dataDir);
+    this.#pin = options.pinDirectories;
   }
 
   /** The storage of one user. Throws `invalid_username` for a name that is not a single path segment. */
@@ -80,6 +90,7 @@ export class LocalDiskDriver implements StorageDriver {
       { lock: (key) => this.#lock(key), unlock: (key) => this.#locks.delete(key), active: this.#active },
       join(this.dataDir, 'homes', user),
       join(this.dataDir, '.partial', user),
+      this.#pin,
     );
   }
 
@@ -143,13 +154,16 @@ class LocalStorage implements Storage {
   readonly #locks: Locks;
   readonly #homeDir: string;
   readonly #partialDir: string;
+  /** Whether directories are opened and checked through /proc/self/fd; settled by #realHome. */
+  #pin: boolean | undefined;
   #home: Promise<string> | undefined;
   #partials: Promise<void> | undefined;
 
-  constructor(locks: Locks, homeDir: string, partialDir: string) {
+  constructor(locks: Locks, homeDir: string, partialDir: string, pin: boolean | undefined) {
     this.#locks = locks;
     this.#homeDir = homeDir;
     this.#partialDir = partialDir;
+    this.#pin = pin;
   }
 
   async stat(path: string): Promise<Entry | null> {
@@ -165,14 +179,8 @@ class LocalStorage implements Storage {
       throw _fail(err, 'stat', shown);
     }
     if (!_inside(real, home)) throw _leaves(shown);
-    let info: Stats;
-    try {
-      info = await stat(real);
-    } catch (err) {
-      if (_errno(err) === 'ENOENT') return null;
-      throw _fail(err, 'stat', shown);
-    }
-    return _entry(segments.at(-1) ?? '', info);
+    const info = await this.#lstatReal(real, home, 'stat', shown);
+    return info === null ? null : _entry(segments.at(-1) ?? '', info);
   }
 
   /**
@@ -185,36 +193,43 @@ class LocalStorage implements Storage {
     const segments = parseVirtualPath(path);
     const shown = _show(segments);
     const home = await this.#realHome();
-    const real = await this.#real(segments, 'list', shown);
-    let dir;
+    const dir = await this.#openDir(await this.#real(segments, 'list', shown), home, 'list', shown);
     try {
-      dir = await opendir(real, { bufferSize: 128 });
-    } catch (err) {
-      throw _fail(err, 'list', shown);
-    }
-    let names: string[] = [];
-    for await (const dirent of dir) {
-      names.push(dirent.name);
-      if (names.length < pageSize) continue;
-      const page = await this.#page(real, home, names);
-      names = [];
+      let entries;
+      try {
+        entries = await opendir(dir.at, { bufferSize: 128 });
+      } catch (err) {
+        throw _fail(err, 'list', shown);
+      }
+      let names: string[] = [];
+      for await (const dirent of entries) {
+        names.push(dirent.name);
+        if (names.length < pageSize) continue;
+        const page = await this.#page(dir, home, names);
+        names = [];
+        if (page.length > 0) yield page;
+      }
+      const page = await this.#page(dir, home, names);
       if (page.length > 0) yield page;
+    } finally {
+      await dir.close();
     }
-    const page = await this.#page(real, home, names);
-    if (page.length > 0) yield page;
   }
 
   async openRead(path: string): Promise<ReadHandle> {
     const segments = parseVirtualPath(path);
     const shown = _show(segments);
-    if (segments.length === 0) throw new FerryError('is_a_directory', 'Cannot read your home: it is a directory');
-    const real = await this.#real(segments, 'read', shown);
-    let handle: FileHandle;
-    try {
-      handle = await open(real, constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-    } catch (err) {
-      throw _fail(err, 'read', shown);
-    }
+    const verb = 'read';
+    const home = await this.#realHome();
+    const real = await this.#real(segments, verb, shown);
+    if (real === home) throw new FerryError('is_a_directory', `Cannot read ${shown}: it is a directory`);
+    const handle = await this.#inDir(dirname(real), home, verb, shown, async (dir) => {
+      try {
+        return await open(join(dir.at, basename(real)), constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+      } catch (err) {
+        throw _fail(err, verb, shown);
+      }
+    });
     try {
       const info = await handle.stat();
       if (info.isDirectory()) throw new FerryError('is_a_directory', `Cannot read ${shown}: it is a directory`);
@@ -222,7 +237,7 @@ class LocalStorage implements Storage {
       return new LocalReadHandle(handle, info, shown);
     } catch (err) {
       await handle.close().catch(() => {});
-      throw _fail(err, 'read', shown);
+      throw _fail(err, verb, shown);
     }
   }
 
@@ -243,6 +258,7 @@ class LocalStorage implements Storage {
       const absent = quotePath(joinVirtual(parents.slice(0, parents.length - missing.length + 1)));
       throw new FerryError('not_found', `Cannot upload ${shown}: directory ${absent} does not exist`);
     }
+    // Only a check, to refuse early: commit checks again, in the opened directory, at the moment of placing.
     const target = join(dir, ...missing, name);
     if (missing.length === 0) await this.#checkTarget(target, home, options.overwrite === true, 'upload', shown);
 
@@ -308,34 +324,40 @@ class LocalStorage implements Storage {
   async remove(path: string): Promise<void> {
     const segments = parseVirtualPath(path);
     const shown = _show(segments);
+    const verb = 'remove';
     if (segments.length === 0) throw new FerryError('invalid_path', 'Cannot remove your home');
     const home = await this.#realHome();
-    const { target } = await this.#parentOf(segments, 'remove', shown);
-    const info = await this.#lstatConfined(target, home, 'remove', shown);
-    if (info === null) throw new FerryError('not_found', `Cannot remove ${shown}: no such file or directory`);
-    try {
-      if (info.isDirectory()) await rmdir(target);
-      else await unlink(target);
-    } catch (err) {
-      throw _fail(err, 'remove', shown);
-    }
+    await this.#inParent(segments, home, verb, shown, async (dir, name) => {
+      const target = join(dir.at, name);
+      const info = await this.#lstatConfined(target, home, verb, shown);
+      if (info === null) throw new FerryError('not_found', `Cannot remove ${shown}: no such file or directory`);
+      try {
+        if (info.isDirectory()) await rmdir(target);
+        else await unlink(target);
+      } catch (err) {
+        throw _fail(err, verb, shown);
+      }
+    });
   }
 
   /** With `parents: true`, missing directories on the way are created and an existing directory is fine (mkdir -p). */
   async mkdir(path: string, options: { parents?: boolean } = {}): Promise<void> {
     const segments = parseVirtualPath(path);
     const shown = _show(segments);
+    const verb = 'create directory';
     if (options.parents === true) {
-      await this.#mkdirs(segments, 'create directory', shown, true);
+      await (await this.#mkdirs(segments, verb, shown, true)).close();
       return;
     }
     if (segments.length === 0) throw new FerryError('exists', 'Cannot create your home: it exists');
-    const { target } = await this.#parentOf(segments, 'create directory', shown);
-    try {
-      await mkdir(target);
-    } catch (err) {
-      throw _fail(err, 'create directory', shown);
-    }
+    const home = await this.#realHome();
+    await this.#inParent(segments, home, verb, shown, async (dir, name) => {
+      try {
+        await mkdir(join(dir.at, name));
+      } catch (err) {
+        throw _fail(err, verb, shown);
+      }
+    });
   }
 
   async rename(from: string, to: string, options: { overwrite?: boolean } = {}): Promise<void> {
@@ -347,61 +369,80 @@ class LocalStorage implements Storage {
     if (dest.length === 0) throw new FerryError('invalid_path', `Cannot rename ${shownFrom} to your home`);
     const verb = 'rename';
     const home = await this.#realHome();
-    const src = await this.#parentOf(source, verb, shownFrom);
-    const srcInfo = await this.#lstatConfined(src.target, home, verb, shownFrom);
-    if (srcInfo === null) throw new FerryError('not_found', `Cannot rename ${shownFrom}: no such file or directory`);
-    const dst = await this.#parentOf(dest, verb, shownTo);
-    if (dst.target === src.target) return;
-    if (srcInfo.isDirectory() && _inside(dst.dir, src.target)) {
-      throw new FerryError('invalid_path', `Cannot move ${shownFrom} into itself`);
-    }
-    const dstInfo = await this.#lstatConfined(dst.target, home, verb, shownTo);
-    const overwrite = options.overwrite === true;
-    if (dstInfo !== null && !overwrite) throw new FerryError('exists', `Cannot rename to ${shownTo}: it exists`);
-    try {
-      if (!overwrite && srcInfo.isFile()) await _placeNoReplace(src.target, dst.target);
-      else await rename(src.target, dst.target);
-    } catch (err) {
-      throw _fail(err, verb, shownTo);
-    }
+    await this.#inParent(source, home, verb, shownFrom, async (srcDir, srcName) => {
+      const src = join(srcDir.at, srcName);
+      const srcInfo = await this.#lstatConfined(src, home, verb, shownFrom);
+      if (srcInfo === null) throw new FerryError('not_found', `Cannot rename ${shownFrom}: no such file or directory`);
+      await this.#inParent(dest, home, verb, shownTo, async (dstDir, dstName) => {
+        const srcReal = join(srcDir.real, srcName);
+        if (join(dstDir.real, dstName) === srcReal) return;
+        if (srcInfo.isDirectory() && _inside(dstDir.real, srcReal)) {
+          throw new FerryError('invalid_path', `Cannot move ${shownFrom} into itself`);
+        }
+        const dst = join(dstDir.at, dstName);
+        const dstInfo = await this.#lstatConfined(dst, home, verb, shownTo);
+        const overwrite = options.overwrite === true;
+        if (dstInfo !== null && !overwrite) throw new FerryError('exists', `Cannot rename to ${shownTo}: it exists`);
+        try {
+          if (!overwrite && srcInfo.isFile()) await _placeNoReplace(src, dst);
+          else await rename(src, dst);
+        } catch (err) {
+          throw _fail(err, verb, shownTo);
+        }
+      });
+    });
   }
 
-  /** Walks the home without following symlinks; iterative, so deep trees cannot overflow the stack. */
+  /**
+   * Walks the home without following symlinks; iterative, so deep trees cannot overflow the stack. Each
+   * directory is opened (and checked) before it is read, so a swapped symlink cannot lead the walk outside.
+   */
   async usage(): Promise<{ bytes: number; files: number }> {
     const home = await this.#realHome();
     let bytes = 0;
     let files = 0;
     const pending = [home];
-    for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
-      let handle;
+    for (let path = pending.pop(); path !== undefined; path = pending.pop()) {
+      let dir: Dir;
+      let entries;
       try {
-        handle = await opendir(dir, { bufferSize: 128 });
+        dir = await this.#openDir(path, home, 'sum up', 'your home');
       } catch (err) {
-        const code = _errno(err);
-        if (code === 'ENOENT' || code === 'ENOTDIR') continue; // removed while we walked
-        throw _fail(err, 'sum up', 'your home');
+        const code = (err as FerryError).code;
+        if (code === 'not_found' || code === 'not_a_directory' || code === 'invalid_path') continue; // changed while we walked
+        throw err;
       }
-      let batch: string[] = [];
-      const flush = async (): Promise<void> => {
-        const infos = await Promise.all(batch.map((path) => _lstatOrNull(path)));
-        infos.forEach((info, i) => {
-          if (info?.isFile()) {
-            bytes += info.size;
-            files++;
-          } else if (info?.isDirectory()) {
-            pending.push(batch[i] as string);
-          }
-        });
-        batch = [];
-      };
-      for await (const dirent of handle) {
-        const path = join(dir, dirent.name);
-        if (dirent.isDirectory()) pending.push(path);
-        else if (dirent.isSymbolicLink() || dirent.isFIFO() || dirent.isSocket() || dirent.isBlockDevice() || dirent.isCharacterDevice()) continue;
-        else batch.push(path); // a file, or a file system that does not report types
-        if (batch.length >= STAT_BATCH) await flush();
+      try {
+        try {
+          entries = await opendir(dir.at, { bufferSize: 128 });
+        } catch (err) {
+          const code = _errno(err);
+          if (code === 'ENOENT' || code === 'ENOTDIR') continue; // removed while we walked
+          throw _fail(err, 'sum up', 'your home');
+        }
+        let batch: string[] = [];
+        const flush = async (): Promise<void> => {
+          const infos = await Promise.all(batch.map((name) => _lstatOrNull(join(dir.at, name))));
+          infos.forEach((info, i) => {
+            if (info?.isFile()) {
+              bytes += info.size;
+              files++;
+            } else if (info?.isDirectory()) {
+              pending.push(join(dir.real, batch[i] as string));
+            }
+          });
+          batch = [];
+        };
+        for await (const dirent of entries) {
+          if (dirent.isDirectory()) pending.push(join(dir.real, dirent.name));
+          else if (dirent.isSymbolicLink() || dirent.isFIFO() || dirent.isSocket() || dirent.isBlockDevice() || dirent.isCharacterDevice()) continue;
+          else batch.push(dirent.name); // a file, or a file system that does not report types
+          if (batch.length >= STAT_BATCH) await flush();
+        }
+        await flush();
+      } finally {
+        await dir.close();
       }
-      await flush();
     }
     return { bytes, files };
   }
@@ -411,6 +452,7 @@ class LocalStorage implements Storage {
   #realHome(): Promise<string> {
     this.#home ??= (async () => {
       await mkdir(this.#homeDir, { recursive: true, mode: 0o700 });
+      this.#pin ??= await canPinDirectories();
       return realpath(this.#homeDir);
     })();
     const home = this.#home;
@@ -429,6 +471,61 @@ class LocalStorage implements Storage {
     return made;
   }
 
+  /**
+   * Opens the directory at `path` (its last component is not followed) and checks that what was opened is
+   * inside the home, so names joined to `at` are looked up in that directory whatever happens to the path
+   * meanwhile. Without pinning, `at` is `path` itself (already resolved and checked by the caller).
+   */
+  async #openDir(path: string, home: string, verb: string, shown: string): Promise<Dir> {
+    if (this.#pin !== true) return { at: path, real: path, sync: () => syncDir(path), close: async () => {} };
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK);
+    } catch (err) {
+      throw _fail(err, verb, shown);
+    }
+    try {
+      const at = `/proc/self/fd/${handle.fd}`;
+      const real = await readlink(at);
+      if (!_inside(real, home)) throw _leaves(shown);
+      return {
+        at,
+        real,
+        sync: () => handle.sync().catch(() => {}),
+        close: () => handle.close(),
+      };
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw _fail(err, verb, shown);
+    }
+  }
+
+  /** Runs `use` with the directory at `path` opened and checked (see #openDir), closing it afterwards. */
+  async #inDir<T>(path: string, home: string, verb: string, shown: string, use: (dir: Dir) => Promise<T>): Promise<T> {
+    const dir = await this.#openDir(path, home, verb, shown);
+    try {
+      return await use(dir);
+    } finally {
+      await dir.close().catch(() => {});
+    }
+  }
+
+  /** Runs `use` with the opened parent directory of the last segment, and that segment. */
+  async #inParent<T>(segments: readonly string[], home: string, verb: string, shown: string, use: (dir: Dir, name: string) => Promise<T>): Promise<T> {
+    const parent = await this.#real(segments.slice(0, -1), verb, shown);
+    return this.#inDir(parent, home, verb, shown, (dir) => use(dir, segments.at(-1) ?? ''));
+  }
+
+  /** lstat of a resolved, confined path, through its opened parent; a symlink there now was swapped in. */
+  async #lstatReal(real: string, home: string, verb: string, shown: string): Promise<Stats | null> {
+    if (real === home) return _statOrNull(home);
+    return this.#inDir(dirname(real), home, verb, shown, async (dir) => {
+      const info = await _lstatOrNull(join(dir.at, basename(real)));
+      if (info?.isSymbolicLink()) throw _leaves(shown);
+      return info;
+    });
+  }
+
   /** realpath of an existing path, confined to the home. */
   async #real(segments: readonly string[], verb: string, shown: string): Promise<string> {
     const home = await this.#realHome();
@@ -440,12 +537,6 @@ class LocalStorage implements Storage {
     }
     if (!_inside(real, home)) throw _leaves(shown);
     return real;
-  }
-
-  /** The real directory holding the last segment, and the (unresolved) path of that last segment in it. */
-  async #parentOf(segments: readonly string[], verb: string, shown: string): Promise<{ dir: string; target: string }> {
-    const dir = await this.#real(segments.slice(0, -1), verb, shown);
-    return { dir, target: join(dir, segments.at(-1) ?? '') };
   }
 
   /** The deepest existing directory of `segments` (real, confined) and the segments missing below it. */
@@ -465,34 +556,45 @@ class LocalStorage implements Storage {
     throw new FerryError('internal', `Cannot ${verb} ${shown}: your home is missing`);
   }
 
-  /** Creates each missing directory of `segments` in turn, checking confinement at every step. */
-  async #mkdirs(segments: readonly string[], verb: string, shown: string, lastMayExist: boolean): Promise<string> {
+  /**
+   * Creates each missing directory of `segments` in turn, each inside the opened one before it, checking
+   * confinement at every step. Returns the last directory opened; the caller closes it.
+   */
+  async #mkdirs(segments: readonly string[], verb: string, shown: string, lastMayExist: boolean): Promise<Dir> {
     const home = await this.#realHome();
-    let current = home;
-    for (const [i, segment] of segments.entries()) {
-      const next = join(current, segment);
-      try {
-        await mkdir(next);
-        current = next;
-        continue;
-      } catch (err) {
-        if (_errno(err) !== 'EEXIST') throw _fail(err, verb, shown);
+    let current = await this.#openDir(home, home, verb, shown);
+    try {
+      for (const [i, segment] of segments.entries()) {
+        const here = quotePath(joinVirtual(segments.slice(0, i + 1)));
+        const notDirectory = (): FerryError =>
+          i === segments.length - 1 && lastMayExist
+            ? new FerryError('exists', `Cannot ${verb} ${shown}: a file is in the way`)
+            : new FerryError('not_a_directory', `Cannot ${verb} ${shown}: ${here} is not a directory`);
+        let next = join(current.at, segment);
+        try {
+          await mkdir(next);
+        } catch (err) {
+          if (_errno(err) !== 'EEXIST') throw _fail(err, verb, shown);
+          const info = await this.#lstatConfined(next, home, verb, shown);
+          if (info === null) throw new FerryError('not_found', `Cannot ${verb} ${shown}: it vanished while being created`);
+          // #lstatConfined refused symlinks leading out of the home; one leading inside counts as what it points to.
+          if (info.isSymbolicLink()) next = (await _realpathOrNull(next)) ?? next;
+          else if (!info.isDirectory()) throw notDirectory();
+        }
+        let child: Dir;
+        try {
+          child = await this.#openDir(next, home, verb, shown);
+        } catch (err) {
+          throw err instanceof FerryError && err.code === 'not_a_directory' ? notDirectory() : err;
+        }
+        await current.close().catch(() => {});
+        current = child;
       }
-      const info = await this.#lstatConfined(next, home, verb, shown);
-      if (info === null) throw new FerryError('not_found', `Cannot ${verb} ${shown}: it vanished while being created`);
-      // #lstatConfined refused symlinks leading out of the home; one leading inside counts as what it points to.
-      const real = info.isSymbolicLink() ? await _realpathOrNull(next) : next;
-      const kind = info.isSymbolicLink() ? real !== null && (await _statOrNull(real)) : info;
-      if (real !== null && kind && kind.isDirectory()) {
-        if (!_inside(real, home)) throw _leaves(shown);
-        current = real;
-        continue;
-      }
-      const here = quotePath(joinVirtual(segments.slice(0, i + 1)));
-      if (i === segments.length - 1 && lastMayExist) throw new FerryError('exists', `Cannot ${verb} ${shown}: a file is in the way`);
-      throw new FerryError('not_a_directory', `Cannot ${verb} ${shown}: ${here} is not a directory`);
+      return current;
+    } catch (err) {
+      await current.close().catch(() => {});
+      throw err;
     }
-    return current;
   }
 
   /**
@@ -528,32 +630,62 @@ class LocalStorage implements Storage {
     if (!overwrite) throw new FerryError('exists', `Cannot ${verb} ${shown}: it exists`);
   }
 
-  /** Moves a verified partial into place; called by `LocalUpload.commit`. */
+  /** Moves a verified partial into place, inside the opened target directory; called by `LocalUpload.commit`. */
   async #place(segments: readonly string[], shown: string, partial: string, options: UploadOptions): Promise<void> {
     const verb = 'upload';
     const home = await this.#realHome();
     const parents = segments.slice(0, -1);
-    const dir = options.parents === true ? await this.#mkdirs(parents, verb, shown, false) : await this.#real(parents, verb, shown);
-    const target = join(dir, segments.at(-1) ?? '');
-    const overwrite = options.overwrite === true;
-    await this.#checkTarget(target, home, overwrite, verb, shown);
+    const dir =
+      options.parents === true
+        ? await this.#mkdirs(parents, verb, shown, false)
+        : await this.#openDir(await this.#real(parents, verb, shown), home, verb, shown);
     try {
-      if (overwrite) await rename(partial, target);
-      else await _placeNoReplace(partial, target);
-    } catch (err) {
-      throw _fail(err, verb, shown);
+      const target = join(dir.at, segments.at(-1) ?? '');
+      const overwrite = options.overwrite === true;
+      await this.#checkTarget(target, home, overwrite, verb, shown);
+      try {
+        if (overwrite) await rename(partial, target);
+        else await _placeNoReplace(partial, target);
+      } catch (err) {
+        throw _fail(err, verb, shown);
+      }
+      await dir.sync();
+    } finally {
+      await dir.close().catch(() => {});
     }
-    await syncDir(dir);
   }
 
-  async #page(dir: string, home: string, names: readonly string[]): Promise<Entry[]> {
+  async #page(dir: Dir, home: string, names: readonly string[]): Promise<Entry[]> {
     const page: Entry[] = [];
     for (let i = 0; i < names.length; i += STAT_BATCH) {
-      const entries = await Promise.all(names.slice(i, i + STAT_BATCH).map((name) => _listEntry(dir, home, name)));
+      const entries = await Promise.all(names.slice(i, i + STAT_BATCH).map((name) => this.#listEntry(dir, home, name)));
       for (const entry of entries) if (entry !== null) page.push(entry);
     }
     return page.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
+
+  /** The listing entry for `name` in the opened directory `dir`, or null to leave it out. */
+  async #listEntry(dir: Dir, home: string, name: string): Promise<Entry | null> {
+    if (!_addressable(name)) return null;
+    const path = join(dir.at, name);
+    let info = await _lstatOrNull(path);
+    if (info?.isSymbolicLink()) {
+      const real = await _realpathOrNull(path);
+      if (real === null || !_inside(real, home)) return null;
+      info = await this.#lstatReal(real, home, 'list', name).catch(() => null);
+    }
+    return info === null ? null : _entry(name, info);
+  }
+}
+
+/** A directory opened for the names in it (see LocalStorage.#openDir). */
+interface Dir {
+  /** Where to join names: `/proc/self/fd/N` when pinned, else the directory's real path. */
+  readonly at: string;
+  /** Its real path, as opened. */
+  readonly real: string;
+  sync(): Promise<void>;
+  close(): Promise<void>;
 }
 
 interface UploadState {
@@ -763,6 +895,32 @@ class LocalReadHandle implements ReadHandle {
 
 // ---- module helpers ----
 
+let pinProbe: Promise<boolean> | undefined;
+
+/**
+ * Whether `/proc/self/fd/N` names the directory this process opened as N (Linux with procfs, on Node and
+ * on Deno), so that directories can be pinned: probed once, with two directories so that descriptor
+ * numbers that are not the kernel's cannot pass by chance.
+ */
+export function canPinDirectories(): Promise<boolean> {
+  pinProbe ??= (async () => {
+    if (process.platform !== 'linux' || O_DIRECTORY === 0) return false;
+    for (const dir of ['/', '/proc']) {
+      let handle: FileHandle | undefined;
+      try {
+        handle = await open(dir, constants.O_RDONLY | O_DIRECTORY);
+        if ((await readlink(`/proc/self/fd/${handle.fd}`)) !== dir) return false;
+      } catch {
+        return false;
+      } finally {
+        await handle?.close().catch(() => {});
+      }
+    }
+    return true;
+  })();
+  return pinProbe;
+}
+
 function _show(segments: readonly string[]): string {
   return segments.length === 0 ? 'your home' : quotePath(joinVirtual(segments));
 }
@@ -829,24 +987,6 @@ function _fail(err: unknown, verb: string, shown: string): FerryError {
       return new FerryError('internal', `${cannot}: ${code ? `unexpected error ${code}` : 'unexpected error'}`);
     }
   }
-}
-
-/** The listing entry for `name` in the (real, confined) directory `dir`, or null to leave it out. */
-async function _listEntry(dir: string, home: string, name: string): Promise<Entry | null> {
-  if (!_addressable(name)) return null;
-  const path = join(dir, name);
-  let info = await _lstatOrNull(path);
-  if (info?.isSymbolicLink()) {
-    let real: string;
-    try {
-      real = await realpath(path);
-    } catch {
-      return null;
-    }
-    if (!_inside(real, home)) return null;
-    info = await _statOrNull(real);
-  }
-  return info === null ? null : _entry(name, info);
 }
 
 /** Whether a client could name this directory entry: it must parse back to itself as one segment. */

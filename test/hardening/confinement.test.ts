@@ -38,6 +38,8 @@ let root: string;
 let home: string;
 let storage: Storage;
 let driver: LocalDiskDriver;
+/** Every test runs twice: with directories pinned through /proc/self/fd (where it works) and without. */
+let pin = true;
 
 function plant(): void {
   rmSync(root, { recursive: true, force: true });
@@ -58,7 +60,7 @@ function plant(): void {
   // Another user's home next to this one.
   mkdirSync(join(root, 'data', 'homes', 'bob'), { recursive: true });
   writeFileSync(join(root, 'data', 'homes', 'bob', 'b.txt'), SECRET);
-  driver = new LocalDiskDriver(join(root, 'data'));
+  driver = new LocalDiskDriver(join(root, 'data'), pin ? {} : { pinDirectories: false });
   storage = driver.forUser('alice');
 }
 
@@ -130,112 +132,115 @@ async function run(op: Op): Promise<Buffer | null> {
   }
 }
 
-const confinement = suite('hardening: confinement on disk');
+for (const pinned of [true, false]) {
+  const confinement = suite(`hardening: confinement on disk (${pinned ? 'pinned directories where supported' : 'realpath checks only'})`);
 
-confinement.before(() => {
-  root = mkdtempSync(join(tmpdir(), 'ferry-hardening-jail-'));
-});
-confinement.after(() => rmSync(root, { recursive: true, force: true }));
+  confinement.before(() => {
+    pin = pinned;
+    root = mkdtempSync(join(tmpdir(), 'ferry-hardening-jail-'));
+  });
+  confinement.after(() => rmSync(root, { recursive: true, force: true }));
 
-confinement('random operations with adversarial paths never change or read anything outside the home', async () => {
-  await fc.assert(
-    fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 12 }), async (ops) => {
-      plant();
-      const outside = (rel: string) => rel === join('data', 'homes', 'alice') || rel.startsWith(join('data', 'homes', 'alice') + '/') || rel.startsWith(join('data', '.partial'));
-      const before = snapshot(root, outside);
-      for (const op of ops) {
-        const bytes = await run(op);
-        // The planted hard link (content SECRET-hard, possibly renamed meanwhile) is the one known exception.
-        if (bytes) assert.is.not(bytes.toString(), SECRET, `${JSON.stringify(op)} read a file outside the home`);
+  confinement('random operations with adversarial paths never change or read anything outside the home', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 12 }), async (ops) => {
+        plant();
+        const outside = (rel: string) => rel === join('data', 'homes', 'alice') || rel.startsWith(join('data', 'homes', 'alice') + '/') || rel.startsWith(join('data', '.partial'));
+        const before = snapshot(root, outside);
+        for (const op of ops) {
+          const bytes = await run(op);
+          // The planted hard link (content SECRET-hard, possibly renamed meanwhile) is the one known exception.
+          if (bytes) assert.is.not(bytes.toString(), SECRET, `${JSON.stringify(op)} read a file outside the home`);
+        }
+        const after = snapshot(root, outside);
+        assert.equal([...after.entries()], [...before.entries()], 'nothing outside the home changed');
+        // Nothing the client made is a link, and no partial is left in the home.
+        // (A planted link may have been renamed or removed, never created: at most the five planted ones.)
+        let links = 0;
+        for (const [rel, desc] of snapshot(home, () => false)) {
+          if (desc.startsWith('link')) links++;
+          assert.not.ok(rel.endsWith('.part'), `partial ${rel} in the home`);
+        }
+        assert.ok(links <= 5, `${links} links in the home`);
+      }),
+      { numRuns: Math.max(20, Math.floor(RUNS / 3)) },
+    );
+  });
+
+  confinement('planted links, hand-picked: symlinks out are refused; writes through a hard link never touch the outside inode', async () => {
+    plant();
+    const refused = async (fn: () => Promise<unknown>, what: string) => {
+      try {
+        await fn();
+      } catch (err) {
+        assert.instance(err, FerryError, what);
+        return (err as FerryError).code;
       }
-      const after = snapshot(root, outside);
-      assert.equal([...after.entries()], [...before.entries()], 'nothing outside the home changed');
-      // Nothing the client made is a link, and no partial is left in the home.
-      // (A planted link may have been renamed or removed, never created: at most the five planted ones.)
-      let links = 0;
-      for (const [rel, desc] of snapshot(home, () => false)) {
-        if (desc.startsWith('link')) links++;
-        assert.not.ok(rel.endsWith('.part'), `partial ${rel} in the home`);
-      }
-      assert.ok(links <= 5, `${links} links in the home`);
-    }),
-    { numRuns: Math.max(20, Math.floor(RUNS / 3)) },
-  );
-});
-
-confinement('planted links, hand-picked: symlinks out are refused; writes through a hard link never touch the outside inode', async () => {
-  plant();
-  const refused = async (fn: () => Promise<unknown>, what: string) => {
-    try {
-      await fn();
-    } catch (err) {
-      assert.instance(err, FerryError, what);
-      return (err as FerryError).code;
+      assert.unreachable(`${what} was allowed`);
+      return '';
+    };
+    for (const p of ['out-file', 'out-dir/secret.txt', 'rel-out/secret.txt', 'out-dir/dir/inner.txt', 'dangling']) {
+      const code = await refused(() => storage.openRead(p), `read ${p}`);
+      assert.ok(['invalid_path', 'not_found'].includes(code), `read ${p}: ${code}`);
     }
-    assert.unreachable(`${what} was allowed`);
-    return '';
-  };
-  for (const p of ['out-file', 'out-dir/secret.txt', 'rel-out/secret.txt', 'out-dir/dir/inner.txt', 'dangling']) {
-    const code = await refused(() => storage.openRead(p), `read ${p}`);
-    assert.ok(['invalid_path', 'not_found'].includes(code), `read ${p}: ${code}`);
-  }
-  for (const p of ['out-dir/new.txt', 'rel-out/new.txt', 'out-dir/dir/new.txt']) {
+    for (const p of ['out-dir/new.txt', 'rel-out/new.txt', 'out-dir/dir/new.txt']) {
+      await refused(async () => {
+        const up = await storage.createUpload(p, { size: PAYLOAD.length, parents: true });
+        await up.write([PAYLOAD]);
+        await up.commit(PAYLOAD_SHA);
+      }, `upload ${p}`);
+    }
+    await refused(() => storage.mkdir('out-dir/made', { parents: true }), 'mkdir through a link');
+    await refused(() => storage.rename('sub/mine.txt', 'out-dir/stolen.txt'), 'rename out through a link');
+    await refused(() => storage.rename('out-dir/secret.txt', 'got.txt'), 'rename in through a link');
     await refused(async () => {
-      const up = await storage.createUpload(p, { size: PAYLOAD.length, parents: true });
+      for await (const _page of storage.list('out-dir')) { /* drain */ }
+    }, 'list through a link');
+    assert.is(await storage.stat('out-dir/secret.txt').catch((e: FerryError) => e.code), 'invalid_path');
+
+    // An overwriting upload onto, or a delete or rename of, a symlink that leads out is refused; the target is untouched.
+    await refused(async () => {
+      const up = await storage.createUpload('out-file', { size: PAYLOAD.length, overwrite: true });
       await up.write([PAYLOAD]);
       await up.commit(PAYLOAD_SHA);
-    }, `upload ${p}`);
-  }
-  await refused(() => storage.mkdir('out-dir/made', { parents: true }), 'mkdir through a link');
-  await refused(() => storage.rename('sub/mine.txt', 'out-dir/stolen.txt'), 'rename out through a link');
-  await refused(() => storage.rename('out-dir/secret.txt', 'got.txt'), 'rename in through a link');
-  await refused(async () => {
-    for await (const _page of storage.list('out-dir')) { /* drain */ }
-  }, 'list through a link');
-  assert.is(await storage.stat('out-dir/secret.txt').catch((e: FerryError) => e.code), 'invalid_path');
+    }, 'overwrite a link that leads out');
+    await refused(() => storage.remove('out-file'), 'remove a link that leads out');
+    await refused(() => storage.rename('out-file', 'x'), 'rename a link that leads out');
+    assert.is(readFileSync(join(root, 'outside', 'secret.txt'), 'utf8'), SECRET);
+    assert.ok(lstatSync(join(home, 'out-file')).isSymbolicLink());
 
-  // An overwriting upload onto, or a delete or rename of, a symlink that leads out is refused; the target is untouched.
-  await refused(async () => {
-    const up = await storage.createUpload('out-file', { size: PAYLOAD.length, overwrite: true });
-    await up.write([PAYLOAD]);
-    await up.commit(PAYLOAD_SHA);
-  }, 'overwrite a link that leads out');
-  await refused(() => storage.remove('out-file'), 'remove a link that leads out');
-  await refused(() => storage.rename('out-file', 'x'), 'rename a link that leads out');
-  assert.is(readFileSync(join(root, 'outside', 'secret.txt'), 'utf8'), SECRET);
-  assert.ok(lstatSync(join(home, 'out-file')).isSymbolicLink());
+    // Hard link: overwrite and delete act on the name in the home, never on the shared inode's bytes.
+    const up2 = await storage.createUpload('hl', { size: PAYLOAD.length, overwrite: true });
+    await up2.write([PAYLOAD]);
+    await up2.commit(PAYLOAD_SHA);
+    assert.is(readFileSync(join(root, 'outside', 'hard.txt'), 'utf8'), `${SECRET}-hard`);
+    linkSync(join(root, 'outside', 'hard.txt'), join(home, 'hl2'));
+    await storage.remove('hl2');
+    assert.is(readFileSync(join(root, 'outside', 'hard.txt'), 'utf8'), `${SECRET}-hard`);
+    // Known limit (docs/security.md): reading through a hard link planted by someone with shell access returns
+    // the shared inode's bytes; a hard link is indistinguishable from a file, and clients cannot make one.
+    linkSync(join(root, 'outside', 'hard.txt'), join(home, 'hl3'));
+    const h = await storage.openRead('hl3');
+    assert.is((await h.read(0, 100)).toString(), `${SECRET}-hard`);
+    await h.close();
 
-  // Hard link: overwrite and delete act on the name in the home, never on the shared inode's bytes.
-  const up2 = await storage.createUpload('hl', { size: PAYLOAD.length, overwrite: true });
-  await up2.write([PAYLOAD]);
-  await up2.commit(PAYLOAD_SHA);
-  assert.is(readFileSync(join(root, 'outside', 'hard.txt'), 'utf8'), `${SECRET}-hard`);
-  linkSync(join(root, 'outside', 'hard.txt'), join(home, 'hl2'));
-  await storage.remove('hl2');
-  assert.is(readFileSync(join(root, 'outside', 'hard.txt'), 'utf8'), `${SECRET}-hard`);
-  // Known limit (docs/security.md): reading through a hard link planted by someone with shell access returns
-  // the shared inode's bytes; a hard link is indistinguishable from a file, and clients cannot make one.
-  linkSync(join(root, 'outside', 'hard.txt'), join(home, 'hl3'));
-  const h = await storage.openRead('hl3');
-  assert.is((await h.read(0, 100)).toString(), `${SECRET}-hard`);
-  await h.close();
+    // Another user's home is unreachable by name.
+    await refused(() => storage.openRead('../bob/b.txt'), "read another user's file");
+    assert.throws(() => driver.forUser('../bob'), (e: unknown) => e instanceof FerryError && e.code === 'invalid_username');
+    assert.throws(() => driver.forUser('alice/../bob'), (e: unknown) => e instanceof FerryError);
+  });
 
-  // Another user's home is unreachable by name.
-  await refused(() => storage.openRead('../bob/b.txt'), "read another user's file");
-  assert.throws(() => driver.forUser('../bob'), (e: unknown) => e instanceof FerryError && e.code === 'invalid_username');
-  assert.throws(() => driver.forUser('alice/../bob'), (e: unknown) => e instanceof FerryError);
-});
+  confinement('encoded and look-alike names are literal files inside the home', async () => {
+    plant();
+    for (const name of ['%2e%2e', '%2e%2e%2fsecret', '..%2f..%2foutside', '\u00e9', 'x\u200By', '\u202Etxt.exe']) {
+      const up = await storage.createUpload(name, { size: PAYLOAD.length });
+      await up.write([PAYLOAD]);
+      await up.commit(PAYLOAD_SHA);
+      assert.ok(lstatSync(join(home, name.normalize('NFC'))).isFile(), `${JSON.stringify(name)} is a file in the home`);
+    }
+    // The NFD spelling addresses the NFC file.
+    assert.is((await storage.stat('e\u0301'))?.size, PAYLOAD.length);
+  });
 
-confinement('encoded and look-alike names are literal files inside the home', async () => {
-  plant();
-  for (const name of ['%2e%2e', '%2e%2e%2fsecret', '..%2f..%2foutside', '\u00e9', 'x\u200By', '\u202Etxt.exe']) {
-    const up = await storage.createUpload(name, { size: PAYLOAD.length });
-    await up.write([PAYLOAD]);
-    await up.commit(PAYLOAD_SHA);
-    assert.ok(lstatSync(join(home, name.normalize('NFC'))).isFile(), `${JSON.stringify(name)} is a file in the home`);
-  }
-  // The NFD spelling addresses the NFC file.
-  assert.is((await storage.stat('e\u0301'))?.size, PAYLOAD.length);
-});
-
-confinement.run();
+  confinement.run();
+}
