@@ -4,6 +4,7 @@ import type { UserStore } from '../auth/users.ts';
 import type { PluginHost } from '../plugin/host.ts';
 import type { StorageDriver } from '../storage/storage.ts';
 import type { ServerLog } from './console.ts';
+import type { FreeSpace } from './free-space.ts';
 import type { ServerOptions } from './options.ts';
 
 /** What every session of one server shares. */
@@ -15,6 +16,8 @@ export interface ServerContext {
   readonly signups: RateLimit;
   readonly audit: AuditLog;
   readonly storage: StorageDriver;
+  /** Free space under the data directory, checked as uploads start. */
+  readonly freeSpace: FreeSpace;
   readonly log: ServerLog;
   /** Plugin hooks (an empty host when no plugin is configured). */
   readonly plugins: PluginHost;

@@ -12,6 +12,7 @@ import { loadOrCreateIdentity } from '../tls/identity.ts';
 import { VERSION } from '../version.ts';
 import { consoleLog, type ServerLog } from './console.ts';
 import type { ServerContext } from './context.ts';
+import { FreeSpace } from './free-space.ts';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './options.ts';
 import { Session } from './session.ts';
 
@@ -64,6 +65,7 @@ export class FerryServer {
       signups: new RateLimit({ limit: this.options.signupsPerAddressPerHour, windowMs: 3600_000 }),
       audit: this.audit,
       storage,
+      freeSpace: new FreeSpace(dataDir),
       log: this.log,
       plugins: this.plugins,
       agent: `ferry/${VERSION}`,

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { statfs } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import type { AuditEvent } from '../audit/event.ts';
 import { auditTime } from '../audit/log.ts';
@@ -64,16 +63,6 @@ let nextSessionNumber = 1;
  * per-user transfer limit holds across connections.
  */
 const USERS = new WeakMap<ServerContext, Map<string, { sessions: Set<Session>; pending: number }>>();
-
-/** Free bytes for an unprivileged writer on the file system of `dir`, or null where statfs is unavailable. */
-async function freeBytes(dir: string): Promise<number | null> {
-  try {
-    const s = await statfs(dir);
-    return Number(s.bavail) * Number(s.bsize);
-  } catch {
-    return null;
-  }
-}
 
 /**
  * One client connection: handshake, log-in, then requests. Frames are processed strictly in the order
@@ -621,38 +610,47 @@ export class Session {
 
   private async onPut(id: number, msg: ClientMessageOf<'put'>, storage: Storage, started: number): Promise<undefined> {
     this.need('upload');
-    const existing = await storage.stat(msg.path);
-    if (existing?.type === 'dir') throw new FerryError('is_a_directory', `'${msg.path}' is a directory`);
-    if (existing && msg.overwrite) this.need('overwrite');
-    if (existing && !msg.overwrite) throw new FerryError('exists', `'${msg.path}' exists (use overwrite to replace it)`);
     if (msg.resume && !this.features.includes('resume')) throw new FerryError('bad_message', "'resume' was not negotiated in the handshake");
     if (msg.encoding !== undefined && !this.features.includes(`encoding:${msg.encoding}`)) {
       throw new FerryError('bad_message', `Encoding '${msg.encoding.slice(0, 40)}' was not negotiated in the handshake`);
     }
-    const parent = msg.path.includes('/') ? msg.path.slice(0, msg.path.lastIndexOf('/')) : '';
-    if (msg.parents && parent && !(await storage.stat(parent))) this.need('mkdir');
-    const { maxUploadBytes, minFreeBytes, dataDir } = this.ctx.options;
+    const { maxUploadBytes, minFreeBytes } = this.ctx.options;
     if (msg.size > maxUploadBytes) {
       throw new FerryError('quota_exceeded', `'${msg.path}' is ${msg.size} bytes; this server accepts files of at most ${maxUploadBytes} bytes`);
     }
-    const op: UploadOp = { ...this.actor(), path: msg.path, size: msg.size, replaces: existing };
-    await this.vetoed(this.plugins.has('upload:before') && this.plugins.veto('upload:before', op));
     const release = this.reserveTransfer();
-    // From here on, plugins hear exactly once how this upload ended.
+    // From the veto on, plugins hear exactly once how this upload ended.
+    let op: UploadOp | null = null;
     let state: UploadState | null = null;
+    let upload: Upload | null = null;
     try {
-      const upload = await storage.createUpload(msg.path, {
-        size: msg.size,
-        // Without the overwrite permission, a file that appears meanwhile is not replaced at commit either.
-        overwrite: msg.overwrite === true && (this.account?.perms.has('overwrite') ?? false),
-        parents: msg.parents === true,
-        resume: msg.resume === true,
-        ...(msg.mtime !== undefined ? { mtime: msg.mtime } : {}),
-      });
-      const free = await freeBytes(dataDir);
+      try {
+        // The storage checks the target as it starts the upload (one look instead of a stat first).
+        upload = await storage.createUpload(msg.path, {
+          size: msg.size,
+          // Without the overwrite permission, a file that appears meanwhile is not replaced at commit either.
+          overwrite: msg.overwrite === true && (this.account?.perms.has('overwrite') ?? false),
+          parents: msg.parents === true,
+          resume: msg.resume === true,
+          ...(msg.mtime !== undefined ? { mtime: msg.mtime } : {}),
+        });
+      } catch (err) {
+        if (err instanceof FerryError && err.code === 'exists') {
+          if (msg.overwrite) this.need('overwrite');
+          throw new FerryError('exists', `'${msg.path}' exists (use overwrite to replace it)`);
+        }
+        if (err instanceof FerryError && err.code === 'is_a_directory') throw new FerryError('is_a_directory', `'${msg.path}' is a directory`);
+        throw err;
+      }
+      if (upload.createsParents) this.need('mkdir');
+      const vetoOp: UploadOp = { ...this.actor(), path: msg.path, size: msg.size, replaces: upload.replaces };
+      await this.vetoed(this.plugins.has('upload:before') && this.plugins.veto('upload:before', vetoOp));
+      op = vetoOp;
       const needed = msg.size - upload.offset;
-      if (free !== null && needed > 0 && free - needed < minFreeBytes) {
+      const free = needed > 0 ? await this.ctx.freeSpace.claim(needed) : null;
+      if (free !== null && free - needed < minFreeBytes) {
         await upload.abort(upload.offset > 0).catch(() => {}); // a resumable part is kept, an empty one goes
+        upload = null;
         throw new FerryError('no_space', `Not enough disk space on the server for '${msg.path}': it needs ${needed} more bytes, ${Math.max(0, free - minFreeBytes)} are available`);
       }
       if (this.stage === 'closed') {
@@ -674,9 +672,9 @@ export class Session {
       if (state) {
         this.uploads.delete(id);
         state.decoder?.destroy();
-        await state.upload.abort(false).catch(() => {});
       }
-      this.plugins.notify('upload:after', op, outcomeOf(err));
+      await upload?.abort(false).catch(() => {});
+      if (op) this.plugins.notify('upload:after', op, outcomeOf(err));
       throw err;
     } finally {
       release();

@@ -63,6 +63,10 @@ export interface Upload {
   readonly offset: number;
   /** SHA-256 (hex) of the first `offset` bytes; the SHA-256 of the empty string when offset is 0. */
   readonly prefixSha256: string;
+  /** What the path held as the upload started: the entry of the file it replaces, or null. */
+  readonly replaces: Entry | null;
+  /** Whether committing will create missing parent directories (only with `parents: true`). */
+  readonly createsParents: boolean;
   /** Bytes held so far (offset + written). */
   readonly received: number;
   /** Drops the partial bytes and starts again from 0 (the client's copy of the prefix differed). */

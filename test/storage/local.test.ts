@@ -260,7 +260,7 @@ uploads('the declared mtime is set on the committed file', async (ctx) => {
 
 uploads('the home is created with mode 0700 and partials live outside it', async (ctx) => {
   assert.is((await stat(ctx.home)).mode & 0o777, 0o700);
-  const upload = await ctx.storage.createUpload('p.txt', { size: 3 });
+  const upload = await ctx.storage.createUpload('p.txt', { size: 3, resume: true });
   await upload.write([Buffer.from('abc')]);
   const names = await readdir(ctx.partials);
   assert.is(names.length, 2);
@@ -288,9 +288,39 @@ uploads('sweepPartials removes old partials and their sidecars but not new or ac
   }
   assert.is(await ctx.driver.sweepPartials(24 * 3600_000), 1);
   const left = (await readdir(ctx.partials)).sort();
-  assert.equal(left, [`${sha('active.bin')}-10.json`, `${sha('active.bin')}-10.part`, `${sha('fresh.bin')}-10.json`, `${sha('fresh.bin')}-10.part`].sort());
+  // A small upload still running has no sidecar yet; the ones that stopped and kept their partial have one.
+  assert.equal(left, [`${sha('active.bin')}-10.part`, `${sha('fresh.bin')}-10.json`, `${sha('fresh.bin')}-10.part`].sort());
   await active.write([Buffer.alloc(10)]);
   await active.commit(sha(Buffer.alloc(10)));
+});
+
+uploads('a small upload writes its sidecar only when it stops and keeps its partial; a large one as it starts', async (ctx) => {
+  const small = await ctx.storage.createUpload('small.bin', { size: 10 });
+  await small.write([Buffer.from('12345')]);
+  assert.equal(await readdir(ctx.partials), [`${sha('small.bin')}-10.part`]);
+  await small.abort(true);
+  assert.equal((await readdir(ctx.partials)).sort(), [`${sha('small.bin')}-10.json`, `${sha('small.bin')}-10.part`]);
+  const meta = JSON.parse(await readFile(join(ctx.partials, `${sha('small.bin')}-10.json`), 'utf8')) as Record<string, unknown>;
+  assert.equal([meta.path, meta.size], ['small.bin', 10]);
+  const big = await ctx.storage.createUpload('big.bin', { size: 2 << 20 });
+  assert.ok((await readdir(ctx.partials)).includes(`${sha('big.bin')}-${2 << 20}.json`), 'large upload: sidecar from the start');
+  await big.abort(false);
+  assert.not.ok((await readdir(ctx.partials)).some((n) => n.startsWith(sha('big.bin'))), 'aborted: partial and sidecar gone');
+  // A committed small upload leaves nothing behind.
+  const done = await ctx.storage.createUpload('done.bin', { size: 3 });
+  await done.write([Buffer.from('abc')]);
+  await done.commit(sha(Buffer.from('abc')));
+  assert.not.ok((await readdir(ctx.partials)).some((n) => n.startsWith(sha('done.bin'))));
+});
+
+uploads('an upload tells what it replaces and whether it creates parent directories', async (ctx) => {
+  await put(ctx.storage, 'have.txt', 'four');
+  const over = await ctx.storage.createUpload('have.txt', { size: 1, overwrite: true });
+  assert.equal([over.replaces?.type, over.replaces?.size, over.createsParents], ['file', 4, false]);
+  await over.abort(false);
+  const fresh = await ctx.storage.createUpload('new/deep/x.txt', { size: 1, parents: true });
+  assert.equal([fresh.replaces, fresh.createsParents], [null, true]);
+  await fresh.abort(false);
 });
 
 uploads('sweepPartials on a data dir without partials removes nothing', async () => {
