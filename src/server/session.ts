@@ -10,6 +10,7 @@ import {
 } from '../protocol/mod.ts';
 import type { Actor, Deny, DownloadOp, EncodedStream, Outcome, UploadOp } from '../plugin/types.ts';
 import { DecodingWriter } from './encoding.ts';
+import { joinVirtual, parseVirtualPath } from '../storage/paths.ts';
 import type { Storage, Upload } from '../storage/storage.ts';
 import { settled } from '../transport/streams.ts';
 import { Wire } from '../transport/wire.ts';
@@ -45,6 +46,11 @@ const READ_CHUNK = 512 * 1024;
 /** Server-sent listing messages stay well under a client's 64 KiB message limit. */
 const PAGE_JSON_BUDGET = 48 * 1024;
 const MAX_REFUSED_IDS = 1024;
+/**
+ * Uploads of one session committing at once (fsync, then the rename into place). The frames after an `end`
+ * go on while its commit runs; see `Session.waitForCommits` for what waits for it.
+ */
+const MAX_COMMITS = 8;
 /** Paths in audit events are cut to this many characters (a valid path is at most 4096 bytes). */
 const MAX_AUDIT_PATH = 4096;
 /** Most events one RDLOG returns. */
@@ -88,6 +94,8 @@ export class Session {
   private readonly downloads = new Map<number, DownloadState>();
   /** Downloads streaming in the background; `bye` lets them finish first. */
   private readonly streaming = new Set<Promise<void>>();
+  /** Uploads committing in the background, by request id, with the path each one commits. */
+  private readonly commits = new Map<number, { path: string; done: Promise<void> }>();
   /** Refused puts: their data frames are dropped until the client's `end` or `cancel`. */
   private readonly refused = new Set<number>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -168,6 +176,7 @@ export class Session {
         const item = this.queue.shift() as Item;
         let bytes = item.bytes;
         try {
+          if (this.commits.size > 0) await this.waitForCommits(item);
           if (item.kind === 'data') {
             const chunks = [item.chunk];
             let batch = item.chunk.length;
@@ -197,6 +206,30 @@ export class Session {
     } finally {
       this.pumping = false;
     }
+  }
+
+  /**
+   * Uploads commit in the background, so that one file's fsync and rename overlap with the next file's
+   * bytes. What the client sent after an `end` must still mean what it says: a request that reads or
+   * changes the tree (list, stat, get, rename, delete, mkdir, bye, ...) waits for every commit in flight, a
+   * `put` waits for one of the same path, and at most MAX_COMMITS run at once. Data, `end`, `from` and
+   * `cancel` of other uploads go straight on.
+   */
+  private async waitForCommits(item: Item): Promise<void> {
+    const all = (): Promise<unknown> => Promise.all([...this.commits.values()].map((c) => c.done));
+    if (item.kind === 'data') return;
+    const { msg } = item;
+    if (msg.t === 'end' || msg.t === 'from' || msg.t === 'cancel' || msg.t === 'error') {
+      if (msg.t === 'end' && this.commits.size >= MAX_COMMITS) await Promise.race([...this.commits.values()].map((c) => c.done));
+      return;
+    }
+    if (msg.t === 'put') {
+      const path = samePath(msg.path);
+      const same = [...this.commits.values()].filter((c) => c.path === path);
+      if (same.length > 0) await Promise.all(same.map((c) => c.done));
+      return;
+    }
+    await all();
   }
 
   // ---- dispatch ----------------------------------------------------------------------------------
@@ -715,10 +748,18 @@ export class Session {
   private async onEnd(id: number, msg: ClientMessageOf<'end'>): Promise<void> {
     if (this.refused.delete(id)) return;
     const state = this.uploads.get(id);
-    if (!state || state.awaitingFrom) throw new FerryError('unexpected_message', `'end' for request ${id}, which is not an upload in progress`);
+    if (!state || state.awaitingFrom || state.committing) throw new FerryError('unexpected_message', `'end' for request ${id}, which is not an upload in progress`);
+    state.committing = true;
+    const done = this.commit(id, state, msg)
+      .catch((err: unknown) => this.wire.fail(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => this.commits.delete(id));
+    this.commits.set(id, { path: samePath(state.path), done });
+  }
+
+  /** Verifies and places an upload, then answers; runs in the background (see waitForCommits). Never throws. */
+  private async commit(id: number, state: UploadState, msg: ClientMessageOf<'end'>): Promise<void> {
     try {
       await state.decoder?.finish();
-      state.committing = true;
       const entry = await state.upload.commit(msg.sha256);
       this.uploads.delete(id);
       const durationMs = Date.now() - state.started;
@@ -751,7 +792,7 @@ export class Session {
   private async onCancel(id: number): Promise<void> {
     if (this.refused.delete(id)) return;
     const up = this.uploads.get(id);
-    if (up) {
+    if (up && !up.committing) {
       this.uploads.delete(id);
       await up.upload.abort(false).catch(() => {});
       this.uploadEnded(up, { ok: false, code: 'cancelled', message: 'Upload cancelled' });
@@ -903,9 +944,9 @@ export class Session {
       this.uploadEnded(u, lost);
       return u.upload.abort(true).catch(() => {});
     });
-    const interrupted = this.uploads.size;
+    const interrupted = [...this.uploads.values()].filter((u) => !u.committing).length;
     this.uploads.clear();
-    await Promise.all(aborts);
+    await Promise.all([...aborts, ...[...this.commits.values()].map((c) => c.done)]);
     this.info(`Disconnected${describeClose(err)}${interrupted ? ` (${interrupted} upload(s) interrupted, kept for resume)` : ''}`);
     this.closedResolve();
   }
@@ -925,6 +966,15 @@ async function hashFile(storage: Storage, path: string): Promise<string> {
     return hash.digest('hex');
   } finally {
     await handle.close();
+  }
+}
+
+/** A path as the storage will see it, so that `./a` and `a` compare equal; an invalid path as it is. */
+function samePath(path: string): string {
+  try {
+    return joinVirtual(parseVirtualPath(path));
+  } catch {
+    return path;
   }
 }
 
