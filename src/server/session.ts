@@ -38,10 +38,10 @@ interface DownloadState {
 }
 
 /** Incoming bytes queued beyond this pause the socket until the queue is worked off. */
-const QUEUE_HIGH = 8 * 1024 * 1024;
-const QUEUE_LOW = 2 * 1024 * 1024;
+const QUEUE_HIGH = 4 * 1024 * 1024;
+const QUEUE_LOW = 1 * 1024 * 1024;
 /** Consecutive data frames of one upload are written together, up to this many bytes. */
-const WRITE_BATCH = 4 * 1024 * 1024;
+const WRITE_BATCH = 2 * 1024 * 1024;
 const READ_CHUNK = 512 * 1024;
 /** Server-sent listing messages stay well under a client's 64 KiB message limit. */
 const PAGE_JSON_BUDGET = 48 * 1024;
