@@ -12,6 +12,7 @@ import { settled } from '../transport/streams.ts';
 import { Wire } from '../transport/wire.ts';
 import { KnownHosts } from './known-hosts.ts';
 import type { ClientEncodings } from './encodings.ts';
+import { LocalFile } from './local-file.ts';
 import { Mailbox } from './mailbox.ts';
 
 export const DEFAULT_PORT = 2121;
@@ -354,7 +355,7 @@ export class FerryClient {
   }
 
   /** Picks the wire encoding for an upload from the file's name and first bytes, or null. */
-  private async chooseEncoding(file: FileHandle, path: string, size: number): Promise<string | null> {
+  private async chooseEncoding(file: LocalFile, path: string, size: number): Promise<string | null> {
     const name = this.agreedEncodings[0];
     if (!name || !this.encodings || size === 0) return null;
     const sample = Buffer.allocUnsafe(Math.min(size, 64 * 1024));
@@ -554,11 +555,9 @@ export class FerryClient {
    */
   async upload(localPath: string, remotePath: string, options: UploadOptions = {}): Promise<UploadResult> {
     const started = Date.now();
-    const file = await open(localPath, 'r');
+    const file = await LocalFile.open(localPath);
     try {
-      const info = await file.stat();
-      if (!info.isFile()) throw new Error(`Cannot upload '${localPath}': not a regular file`);
-      const size = info.size;
+      const size = file.size;
       const canResume = this.welcome?.features.includes('resume') === true;
       const resume = canResume && (options.resume ?? size >= AUTO_RESUME_BYTES);
       const encoding = options.encode === false ? null : await this.chooseEncoding(file, localPath, size);
@@ -578,7 +577,7 @@ export class FerryClient {
           t: 'put',
           path: remotePath,
           size,
-          mtime: Math.floor(info.mtimeMs),
+          mtime: Math.floor(file.mtimeMs),
           overwrite: options.overwrite === true,
           parents: options.parents === true,
           resume,
@@ -881,7 +880,7 @@ function skipBytes(chunks: Buffer[], n: number): Buffer[] {
 }
 
 /** SHA-256 of the first `length` bytes of a file, and the hash object to continue from there. */
-async function hashPrefix(file: FileHandle, length: number): Promise<{ hash: Hash; digest: string }> {
+async function hashPrefix(file: FileHandle | LocalFile, length: number): Promise<{ hash: Hash; digest: string }> {
   const hash = createHash('sha256');
   const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(length, 1)));
   let position = 0;
