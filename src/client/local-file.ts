@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { close, closeSync, constants, fstatSync, openSync, read, readSync } from 'node:fs';
+import { close, closeSync, constants, fstatSync, fsync, openSync, read, readSync, writev, writevSync } from 'node:fs';
 
 /** Files up to this size are read whole, synchronously, as they are opened. */
 const SMALL_FILE = 64 * 1024;
@@ -68,5 +68,74 @@ export class LocalFile {
     this.#fd = null;
     if (fd === null) return Promise.resolve();
     return new Promise((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
+  }
+}
+
+/**
+ * The partial file a download writes (`<name>.ferry-part`), opened (created if missing) with synchronous
+ * calls. Once the announced size is known, a small file (up to 64 KiB) is written synchronously too: only
+ * the fsync goes through the thread pool. Larger files are written asynchronously, so that the disk and the
+ * network overlap.
+ */
+export class LocalTarget {
+  /** Bytes already in the partial when it was opened (0 unless resuming). */
+  readonly initialSize: number;
+  /** Write synchronously (set once the announced size is known to be small). */
+  small = false;
+  #fd: number | null;
+
+  private constructor(fd: number, initialSize: number) {
+    this.#fd = fd;
+    this.initialSize = initialSize;
+  }
+
+  /** Opens `path` for writing, keeping what is there when `resume`, else emptying it. */
+  static open(path: string, resume: boolean): LocalTarget {
+    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | (resume ? 0 : constants.O_TRUNC) | (constants.O_NONBLOCK ?? 0), 0o666);
+    try {
+      const info = fstatSync(fd);
+      if (!info.isFile()) throw new Error(`Cannot write '${path}': not a regular file`);
+      return new LocalTarget(fd, info.size);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+  }
+
+  static isSmall(size: number): boolean {
+    return size <= SMALL_FILE;
+  }
+
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    const fd = this.#opened();
+    return new Promise((resolve, reject) => {
+      read(fd, buffer, offset, length, position, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead })));
+    });
+  }
+
+  writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }> {
+    const fd = this.#opened();
+    if (this.small) return Promise.resolve({ bytesWritten: writevSync(fd, buffers, position) });
+    return new Promise((resolve, reject) => {
+      writev(fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten })));
+    });
+  }
+
+  /** fsync: always asynchronous (it waits for the disk). */
+  sync(): Promise<void> {
+    const fd = this.#opened();
+    return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Closes the file; again is fine. */
+  close(): void {
+    const fd = this.#fd;
+    this.#fd = null;
+    if (fd !== null) closeSync(fd);
+  }
+
+  #opened(): number {
+    if (this.#fd === null) throw new Error('The file is closed');
+    return this.#fd;
   }
 }

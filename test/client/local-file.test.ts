@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LocalFile } from '../../src/client/local-file.ts';
+import { LocalFile, LocalTarget } from '../../src/client/local-file.ts';
 
 const local = suite('client: local files opened for upload');
 const dir = mkdtempSync(join(tmpdir(), 'ferry-local-file-'));
@@ -62,6 +62,39 @@ local('a directory, a FIFO and a missing file are refused at once', async () => 
   assert.match(await refusal(LocalFile.open(join(dir, 'fifo'))), /not a regular file/);
   assert.ok(Date.now() - started < 2000, 'a FIFO does not block the open');
   assert.match(await refusal(LocalFile.open(join(dir, 'missing'))), /ENOENT/);
+});
+
+for (const small of [true, false]) {
+  local(`a download target (${small ? 'small: written synchronously' : 'large: written asynchronously'}) keeps or empties the partial and writes where told`, async () => {
+    const path = join(dir, `part-${small}`);
+    writeFileSync(path, 'abcdef');
+    const kept = LocalTarget.open(path, true);
+    assert.is(kept.initialSize, 6);
+    kept.small = small;
+    const head = Buffer.alloc(6);
+    assert.is((await kept.read(head, 0, 6, 0)).bytesRead, 6);
+    assert.is(head.toString(), 'abcdef');
+    assert.is((await kept.writev([Buffer.from('GH'), Buffer.from('IJ')], 6)).bytesWritten, 4);
+    await kept.sync();
+    kept.close();
+    kept.close();
+    assert.is(readFileSync(path, 'utf8'), 'abcdefGHIJ');
+    const fresh = LocalTarget.open(path, false);
+    assert.is(fresh.initialSize, 0);
+    fresh.small = small;
+    await fresh.writev([Buffer.from('xyz')], 0);
+    fresh.close();
+    assert.is(readFileSync(path, 'utf8'), 'xyz');
+    assert.throws(() => fresh.writev([Buffer.from('late')], 0), /closed/);
+  });
+}
+
+local('a download target that is a directory or a FIFO is refused at once', () => {
+  mkdirSync(join(dir, 'target-dir'));
+  assert.throws(() => LocalTarget.open(join(dir, 'target-dir'), true), /EISDIR|not a regular file/);
+  execFileSync('mkfifo', [join(dir, 'target-fifo')]);
+  assert.throws(() => LocalTarget.open(join(dir, 'target-fifo'), true), /not a regular file/);
+  assert.ok(LocalTarget.isSmall(64 * 1024) && !LocalTarget.isSmall(64 * 1024 + 1));
 });
 
 local.run();
