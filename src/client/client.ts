@@ -712,7 +712,7 @@ export class FerryClient {
       try {
         hash = (await hashPrefix(file, file.initialSize)).hash;
       } catch (err) {
-        file.close();
+        await file.close().catch(() => {});
         throw err;
       }
       offset = file.initialSize;
@@ -831,7 +831,7 @@ export class FerryClient {
             throw new UnexpectedDigestError(remotePath, digest, options.expectSha256.toLowerCase());
           }
           await file.sync();
-          file.close();
+          await file.close();
           // Local metadata calls: microseconds each, cheaper than a thread-pool round trip.
           renameSync(partPath, localPath);
           try {
@@ -849,11 +849,7 @@ export class FerryClient {
         }
       }
     } catch (err) {
-      try {
-        file.close();
-      } catch {
-        // the error that brought us here is the one to report
-      }
+      await file.close().catch(() => {}); // the error that brought us here is the one to report
       // Keep what arrived for a resume when the cause may pass (connection lost, server busy).
       if (err instanceof FerryError && !err.retryable) keepPartial = false;
       if (!keepPartial) await rm(partPath, { force: true });

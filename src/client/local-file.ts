@@ -15,6 +15,8 @@ export class LocalFile {
   readonly mtimeMs: number;
   #fd: number | null;
   readonly #whole: Buffer | null;
+  /** Reads under way: the descriptor is closed only after them, so its number cannot be reused under them. */
+  readonly #inflight = new Set<Promise<unknown>>();
 
   private constructor(fd: number | null, whole: Buffer | null, size: number, mtimeMs: number) {
     this.#fd = fd;
@@ -58,17 +60,29 @@ export class LocalFile {
     }
     const fd = this.#fd;
     if (fd === null) return Promise.reject(new Error('The file is closed'));
-    return new Promise((resolve, reject) => {
+    return track(this.#inflight, new Promise((resolve, reject) => {
       read(fd, buffer, offset, length, position, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead })));
-    });
+    }));
   }
 
-  close(): Promise<void> {
+  /** Closes the file once the reads under way have finished; again is fine. */
+  async close(): Promise<void> {
     const fd = this.#fd;
     this.#fd = null;
-    if (fd === null) return Promise.resolve();
-    return new Promise((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
+    if (fd === null) return;
+    await Promise.allSettled([...this.#inflight]);
+    await new Promise<void>((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
   }
+}
+
+/** Adds `op` to `set` until it settles, and returns it. */
+function track<T>(set: Set<Promise<unknown>>, op: Promise<T>): Promise<T> {
+  set.add(op);
+  const done = (): void => {
+    set.delete(op);
+  };
+  op.then(done, done);
+  return op;
 }
 
 /**
@@ -83,6 +97,8 @@ export class LocalTarget {
   /** Write synchronously (set once the announced size is known to be small). */
   small = false;
   #fd: number | null;
+  /** Operations under way: the descriptor is closed only after them. */
+  readonly #inflight = new Set<Promise<unknown>>();
 
   private constructor(fd: number, initialSize: number) {
     this.#fd = fd;
@@ -108,30 +124,32 @@ export class LocalTarget {
 
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
     const fd = this.#opened();
-    return new Promise((resolve, reject) => {
+    return track(this.#inflight, new Promise((resolve, reject) => {
       read(fd, buffer, offset, length, position, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead })));
-    });
+    }));
   }
 
   writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }> {
     const fd = this.#opened();
     if (this.small) return Promise.resolve({ bytesWritten: writevSync(fd, buffers, position) });
-    return new Promise((resolve, reject) => {
+    return track(this.#inflight, new Promise((resolve, reject) => {
       writev(fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten })));
-    });
+    }));
   }
 
   /** fsync: always asynchronous (it waits for the disk). */
   sync(): Promise<void> {
     const fd = this.#opened();
-    return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+    return track(this.#inflight, new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve()))));
   }
 
-  /** Closes the file; again is fine. */
-  close(): void {
+  /** Closes the file once the operations under way have finished; again is fine. */
+  async close(): Promise<void> {
     const fd = this.#fd;
     this.#fd = null;
-    if (fd !== null) closeSync(fd);
+    if (fd === null) return;
+    if (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+    closeSync(fd);
   }
 
   #opened(): number {

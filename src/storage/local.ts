@@ -397,14 +397,20 @@ class LocalStorage implements Storage {
           throw new FerryError('invalid_path', `Cannot move ${shownFrom} into itself`);
         }
         const dst = join(dstDir.at, dstName);
-        const dstInfo = await this.#lstatConfined(dst, home, verb, shownTo);
         const overwrite = options.overwrite === true;
-        if (dstInfo !== null && !overwrite) throw new FerryError('exists', `Cannot rename to ${shownTo}: it exists`);
+        // Without overwrite, the target's name is locked (as an upload locks it) from the check to the rename,
+        // so nothing of ferry's can create it in between, and a plain rename stays atomic across a crash
+        // (a link + unlink would leave the file under both names if the server died between the two).
+        const key = join(dstDir.real, dstName);
+        if (!overwrite && !this.#locks.lock(key)) throw new FerryError('busy', `Cannot rename to ${shownTo}: an upload of it is in progress`);
         try {
-          if (!overwrite && srcInfo.isFile()) await _placeNoReplace(src, dst);
-          else await rename(src, dst);
+          const dstInfo = await this.#lstatConfined(dst, home, verb, shownTo);
+          if (dstInfo !== null && !overwrite) throw new FerryError('exists', `Cannot rename to ${shownTo}: it exists`);
+          await rename(src, dst);
         } catch (err) {
           throw _fail(err, verb, shownTo);
+        } finally {
+          if (!overwrite) this.#locks.unlock(key);
         }
       });
     });

@@ -19,6 +19,8 @@ export class Wire {
   readonly decoder: FrameDecoder;
   private closed = false;
   private pauses = 0;
+  /** The peer has ended its side: it will not read what we send. */
+  private peerEnded = false;
   private drainWaiters: Array<() => void> = [];
   /** Bytes received and sent, including framing (for wire-level statistics). */
   bytesIn = 0;
@@ -47,7 +49,11 @@ export class Wire {
       this.finish(clean ? null : new FerryError('connection_lost', 'Connection closed in the middle of a frame'));
     });
     socket.on('end', () => {
-      // The peer half-closed: we have nothing more to say either.
+      // The peer half-closed: it reads no more either (ferry never half-closes to keep listening), so a writer
+      // waiting for a drain would wait for ever (on Deno the process even exits quietly under it): release it,
+      // so it finds the peer's last message (a stopping server's error) or the closed connection.
+      this.peerEnded = true;
+      this.flushDrain();
       if (!this.closed) socket.end();
     });
     this.writeRaw(Buffer.from(PREAMBLE));
@@ -80,7 +86,7 @@ export class Wire {
 
   /** Resolves when the socket's write buffer has drained (or at once when it is not full or closed). */
   drained(): Promise<void> {
-    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve();
+    if (this.closed || this.peerEnded || !this.socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 

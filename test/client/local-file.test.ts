@@ -54,6 +54,19 @@ async function refusal(promise: Promise<unknown>): Promise<string> {
   return '';
 }
 
+local('closing while reads are under way waits for them, so the descriptor is not reused under them', async () => {
+  const body = randomBytes(1 << 20);
+  const path = join(dir, 'inflight.bin');
+  writeFileSync(path, body);
+  const file = await LocalFile.open(path);
+  const bufs = Array.from({ length: 4 }, () => Buffer.alloc(1 << 18));
+  const reads = bufs.map((b, i) => file.read(b, 0, b.length, i << 18));
+  await file.close();
+  const got = await Promise.all(reads);
+  assert.equal(got.map((r) => r.bytesRead), [1 << 18, 1 << 18, 1 << 18, 1 << 18]);
+  assert.ok(Buffer.concat(bufs).equals(body));
+});
+
 local('a directory, a FIFO and a missing file are refused at once', async () => {
   mkdirSync(join(dir, 'sub'));
   assert.match(await refusal(LocalFile.open(join(dir, 'sub'))), /not a regular file/);
@@ -76,14 +89,14 @@ for (const small of [true, false]) {
     assert.is(head.toString(), 'abcdef');
     assert.is((await kept.writev([Buffer.from('GH'), Buffer.from('IJ')], 6)).bytesWritten, 4);
     await kept.sync();
-    kept.close();
-    kept.close();
+    await kept.close();
+    await kept.close();
     assert.is(readFileSync(path, 'utf8'), 'abcdefGHIJ');
     const fresh = LocalTarget.open(path, false);
     assert.is(fresh.initialSize, 0);
     fresh.small = small;
     await fresh.writev([Buffer.from('xyz')], 0);
-    fresh.close();
+    await fresh.close();
     assert.is(readFileSync(path, 'utf8'), 'xyz');
     assert.throws(() => fresh.writev([Buffer.from('late')], 0), /closed/);
   });

@@ -217,7 +217,7 @@ killed('SIGTERM during an upload stops the server cleanly: exit 0, no visible fi
     assert.is(server.process.exitCode, 0, server.output());
     assert.match(server.output(), /SIGTERM: stopping/);
     await exited(client);
-    assert.match(client.output(), /stopping/i, 'the client is told why');
+    assert.match(client.output(), /stopping/i, `the client is told why: exit ${client.exitCode} ${client.signalCode} ${client.output()}`);
     assert.not.ok(existsSync(join(server.dataDir, 'homes', 'stopper', 'big.bin')));
     assert.ok(partialBytes(server.dataDir) > 0, 'kept for resume');
   } finally {

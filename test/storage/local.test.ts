@@ -647,6 +647,21 @@ changes('rename of a directory onto a file, or a file onto a non-empty directory
   await rejects(ctx.storage.rename('d2', 'd', { overwrite: true }), 'not_empty');
 });
 
+changes('a rename without overwrite leaves one name, and is refused as busy while an upload of its target runs', async (ctx) => {
+  await put(ctx.storage, 'a', 'A');
+  await ctx.storage.rename('a', 'b');
+  assert.not.ok(await exists(join(ctx.home, 'a')));
+  assert.is((await stat(join(ctx.home, 'b'))).nlink, 1, 'one name for the file');
+  // An upload of the target in progress holds its name: the rename is refused as busy, not raced.
+  await put(ctx.storage, 'c', 'C');
+  const upload = await ctx.storage.createUpload('d', { size: 1 });
+  await rejects(ctx.storage.rename('c', 'd'), 'busy', /upload/);
+  await upload.abort(false);
+  await ctx.storage.rename('c', 'd');
+  assert.is(await readFile(join(ctx.home, 'd'), 'utf8'), 'C');
+  await rejects(ctx.storage.rename('b', 'd'), 'exists', /exists/);
+});
+
 changes('rename onto itself changes nothing', async (ctx) => {
   await put(ctx.storage, 'a', 'A');
   await ctx.storage.rename('a', './a');
