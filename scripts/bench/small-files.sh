@@ -7,29 +7,16 @@
 # (copy dist/ferry aside after each `npm run build`). CONC sets the batch concurrency (default 8).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SERVER=${SERVER:-dist/ferry}
-CLIENT=${CLIENT:-$SERVER}
-T=$(mktemp -d /dev/shm/ferry-small-XXXXXX)
-trap 'kill "$spid" 2>/dev/null || true; rm -rf "$T"' EXIT
-mkdir -p "$T/home" "$T/down"
+source scripts/bench/ab-lib.sh
 node -e '
 const { mkdirSync, writeFileSync } = require("node:fs"); const { randomBytes } = require("node:crypto");
 for (let d = 0; d < 20; d++) { mkdirSync(`${process.argv[1]}/src/tree/d${d}`, { recursive: true });
   for (let f = 0; f < 100; f++) writeFileSync(`${process.argv[1]}/src/tree/d${d}/f${f}`, randomBytes(4096)); }' "$T"
-export FERRY_HOME=$T/home NO_COLOR=1 FERRY_PASSWORD=small-files-bench
-"$CLIENT" user add bench --data "$T/data" >/dev/null
-port=$(node -e 'const s = require("node:net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
-"$SERVER" serve --host 127.0.0.1 --port "$port" --data "$T/data" >"$T/serve.log" 2>&1 &
-spid=$!
-for _ in $(seq 100); do grep -q fingerprint "$T/serve.log" && break; sleep 0.1; done
-fp=$(grep -o 'SHA256:[^ ]*' "$T/serve.log" | head -1)
-manifest() { echo "{\"server\":\"127.0.0.1:$port\",\"fingerprint\":\"$fp\",\"user\":\"bench\",\"password\":\"\${FERRY_PASSWORD}\",\"concurrency\":${CONC:-8},\"retries\":0,\"ops\":[$1]}"; }
-ticks() { awk '{print $14 + $15}' "/proc/$spid/stat"; }
 t0=$(ticks)
-/usr/bin/time -f "up   %e s wall, client CPU %U+%S s" "$CLIENT" batch - <<<"$(manifest "{\"put\":\"$T/src/tree\",\"to\":\"/\"}")" >/dev/null
+/usr/bin/time -f "up   %e s wall, client CPU %U+%S s" $CLIENT batch - <<<"$(manifest "{\"put\":\"$T/src/tree\",\"to\":\"/\"}")" >/dev/null
 t1=$(ticks)
 echo "     server CPU $(( (t1 - t0) ))0 ms"
-/usr/bin/time -f "down %e s wall, client CPU %U+%S s" "$CLIENT" batch - <<<"$(manifest "{\"get\":\"tree\",\"to\":\"$T/down/\"}")" >/dev/null
+/usr/bin/time -f "down %e s wall, client CPU %U+%S s" $CLIENT batch - <<<"$(manifest "{\"get\":\"tree\",\"to\":\"$T/down/\"}")" >/dev/null
 t2=$(ticks)
 echo "     server CPU $(( (t2 - t1) ))0 ms"
 diff -r "$T/src/tree" "$T/down/tree" && echo "verified: 2,000 files up and down, byte for byte"

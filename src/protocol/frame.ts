@@ -32,10 +32,15 @@ export const DEFAULT_LIMITS: Readonly<Limits> = { maxMessage: 64 * 1024, maxData
 /** Encodes a frame header. The payload is written after it by the caller (no copy of large data). */
 export function encodeHeader(kind: FrameKind, id: number, length: number): Buffer {
   const header = Buffer.allocUnsafe(HEADER_SIZE);
-  header[0] = kind;
-  header.writeUInt32BE(id, 1);
-  header.writeUInt32BE(length, 5);
+  writeHeader(header, kind, id, length);
   return header;
+}
+
+/** Writes a frame header into the first HEADER_SIZE bytes of `target`. */
+export function writeHeader(target: Buffer, kind: FrameKind, id: number, length: number): void {
+  target[0] = kind;
+  target.writeUInt32BE(id, 1);
+  target.writeUInt32BE(length, 5);
 }
 
 /** Encodes a whole MSG frame: header and JSON body in one buffer. */

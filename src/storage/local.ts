@@ -941,18 +941,27 @@ class LocalReadHandle implements ReadHandle {
     const want = Math.min(length, Math.max(0, this.size - position));
     if (want === 0) return Buffer.alloc(0);
     const buffer = Buffer.allocUnsafeSlow(want);
+    const got = await this.readInto(buffer, position);
+    // A file that shrank behind our back: copy, so no uninitialised memory rides along.
+    return got === want ? buffer : Buffer.from(buffer.subarray(0, got));
+  }
+
+  async readInto(target: Buffer, position: number): Promise<number> {
+    const handle = this.#handle;
+    if (handle === undefined) throw new FerryError('internal', `Cannot read ${this.#shown}: it is closed`);
+    if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`Read position ${position} is not a byte offset`);
+    const want = Math.min(target.length, Math.max(0, this.size - position));
     let got = 0;
     try {
       while (got < want) {
-        const { bytesRead } = await handle.read(buffer, got, want - got, position + got);
+        const { bytesRead } = await handle.read(target, got, want - got, position + got);
         if (bytesRead === 0) break;
         got += bytesRead;
       }
     } catch (err) {
       throw _fail(err, 'read', this.#shown);
     }
-    // A file that shrank behind our back: copy, so no uninitialised memory rides along.
-    return got === want ? buffer : Buffer.from(buffer.subarray(0, got));
+    return got;
   }
 
   async close(): Promise<void> {

@@ -55,6 +55,11 @@ export interface ReadHandle {
   readonly mtime: number;
   /** Reads up to `length` bytes at `position` into a fresh buffer; an empty buffer at end of file. */
   read(position: number, length: number): Promise<Buffer>;
+  /**
+   * Reads up to `target.length` bytes at `position` into `target` (a buffer the caller reuses); resolves to the
+   * count read, 0 at end of file. Never reads past the size the file had when opened.
+   */
+  readInto(target: Buffer, position: number): Promise<number>;
   close(): Promise<void>;
 }
 

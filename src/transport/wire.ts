@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import {
-  FerryError, FrameDecoder, PREAMBLE, encodeData, encodeMessage, type Limits,
+  FerryError, FrameDecoder, FrameKind, HEADER_SIZE, PREAMBLE, encodeData, encodeMessage, writeHeader, type Limits,
 } from '../protocol/mod.ts';
 
 export interface WireHandlers {
@@ -82,6 +82,22 @@ export class Wire {
     this.socket.uncork();
     this.bytesOut += header.length + body.length;
     return ok;
+  }
+
+  /**
+   * Sends one DATA frame built in place: `frame` holds the payload after HEADER_SIZE bytes left free for the
+   * header, so header and payload go out as one buffer (a TLS socket copies the buffers of a writev into one
+   * before encrypting; a lone buffer is encrypted where it is). `onWritten` is called once the socket no longer
+   * needs `frame` (written, or the connection gone), so that the caller may reuse it. Returns as sendData.
+   */
+  sendFrame(id: number, frame: Buffer, onWritten: () => void): boolean {
+    if (this.closed) {
+      onWritten();
+      return false;
+    }
+    writeHeader(frame, FrameKind.DATA, id, frame.length - HEADER_SIZE);
+    this.bytesOut += frame.length;
+    return this.socket.write(frame, () => onWritten());
   }
 
   /** Resolves when the socket's write buffer has drained (or at once when it is not full or closed). */

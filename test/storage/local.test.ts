@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -351,6 +351,20 @@ reading('openRead reads ranges into fresh buffers and an empty buffer at the end
   assert.is(b.length, 6);
   assert.is((await handle.read(10, 5)).length, 0);
   assert.is(a.toString(), '0123', 'an earlier buffer is not reused');
+  await handle.close();
+});
+
+reading('readInto fills the given buffer up to the size the file had when opened, 0 at the end', async (ctx) => {
+  await put(ctx.storage, 'r.txt', '0123456789');
+  const handle = await ctx.storage.openRead('r.txt');
+  const target = Buffer.alloc(4, 0x2e);
+  assert.is(await handle.readInto(target, 0), 4);
+  assert.is(target.toString(), '0123');
+  assert.is(await handle.readInto(target, 8), 2);
+  assert.is(target.toString(), '89' + '23', 'only the bytes read are overwritten');
+  assert.is(await handle.readInto(target, 10), 0);
+  await appendFile(join(ctx.home, 'r.txt'), 'abcdef');
+  assert.is(await handle.readInto(Buffer.alloc(8), 8), 2, 'a file grown behind the handle is read to its size at open');
   await handle.close();
 });
 

@@ -1,0 +1,17 @@
+# Shared by the A/B helpers (small-files.sh, large-file.sh): a throwaway user and `ferry serve` in /dev/shm.
+# Sets T (work dir), port, fp, spid; defines manifest() (a batch manifest around its ops) and ticks() (server CPU).
+SERVER=${SERVER:-dist/ferry}
+CLIENT=${CLIENT:-$SERVER}
+spid=
+T=$(mktemp -d /dev/shm/ferry-ab-XXXXXX)
+trap 'kill "$spid" 2>/dev/null || true; rm -rf "$T"' EXIT
+mkdir -p "$T/home" "$T/down" "$T/src"
+export FERRY_HOME=$T/home NO_COLOR=1 FERRY_PASSWORD=ab-bench
+$CLIENT user add bench --data "$T/data" >/dev/null
+port=$(node -e 'const s = require("node:net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+$SERVER serve --host 127.0.0.1 --port "$port" --data "$T/data" >"$T/serve.log" 2>&1 &
+spid=$!
+for _ in $(seq 100); do grep -q fingerprint "$T/serve.log" && break; sleep 0.1; done
+fp=$(grep -o 'SHA256:[^ ]*' "$T/serve.log" | head -1)
+manifest() { echo "{\"server\":\"127.0.0.1:$port\",\"fingerprint\":\"$fp\",\"user\":\"bench\",\"password\":\"\${FERRY_PASSWORD}\",\"concurrency\":${CONC:-8},\"retries\":0,\"ops\":[$1]}"; }
+ticks() { awk '{print $14 + $15}' "/proc/$spid/stat"; }
