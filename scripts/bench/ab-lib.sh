@@ -14,4 +14,5 @@ spid=$!
 for _ in $(seq 100); do grep -q fingerprint "$T/serve.log" && break; sleep 0.1; done
 fp=$(grep -o 'SHA256:[^ ]*' "$T/serve.log" | head -1)
 manifest() { echo "{\"server\":\"127.0.0.1:$port\",\"fingerprint\":\"$fp\",\"user\":\"bench\",\"password\":\"\${FERRY_PASSWORD}\",\"concurrency\":${CONC:-8},\"retries\":0,\"ops\":[$1]}"; }
+rss() { grep -E "VmHWM" /proc/$spid/status | tr -s " "; }
 ticks() { awk '{print $14 + $15}' "/proc/$spid/stat"; }

@@ -8,6 +8,7 @@ import type { Entry } from '../protocol/messages.ts';
 import { joinVirtual, parseVirtualPath, quotePath } from './paths.ts';
 import type { ReadHandle, Storage, StorageDriver, Upload, UploadOptions } from './storage.ts';
 import { syncDir } from '../fs/atomic.ts';
+import { SmallCommits } from './commit-worker.ts';
 
 // Flags missing on a platform (Windows has no O_NOFOLLOW) are 0, which leaves the realpath checks.
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
@@ -23,6 +24,11 @@ const HASH_BUFFER = 1 << 20;
  * only when they stop and keep their partial, which saves four file-system calls per small file.
  */
 const SIDECAR_MIN_SIZE = 1 << 20;
+/**
+ * Uploads up to this size (not resumable, into an existing directory, in pinned mode) are held in memory until
+ * `commit`, which writes and places them in one hop to a worker thread (see commit-worker.ts).
+ */
+const SMALL_COMMIT_MAX = 64 * 1024;
 
 /**
  * Stores each user's files on the local disk, under one data directory:
@@ -72,14 +78,18 @@ export class LocalDiskDriver implements StorageDriver {
   /** Partial files of uploads in progress; the sweeper leaves them alone. */
   readonly #active = new Set<string>();
   readonly #pin: boolean | undefined;
+  /** Commits of small uploads in worker threads; null: every upload goes through the thread pool. */
+  readonly #commits: SmallCommits | null;
 
   /**
    * `pinDirectories` (default: wherever `/proc/self/fd` works) turns the opened-directory checks on or
-   * off; tests turn it off to exercise the fallback.
+   * off; tests turn it off to exercise the fallback. `smallCommits` (default true) commits small uploads in
+   * worker threads (pinned mode only); tests turn it off to exercise the thread-pool path for them too.
    */
-  constructor(dataDir: string, options: { pinDirectories?: boolean } = {}) {
+  constructor(dataDir: string, options: { pinDirectories?: boolean; smallCommits?: boolean } = {}) {
     this.dataDir = resolve(dataDir);
     this.#pin = options.pinDirectories;
+    this.#commits = options.smallCommits === false ? null : new SmallCommits();
   }
 
   /** The storage of one user. Throws `invalid_username` for a name that is not a single path segment. */
@@ -94,7 +104,7 @@ export class LocalDiskDriver implements StorageDriver {
       throw new FerryError('invalid_username', `User name ${quotePath(String(user))} cannot name a home directory`);
     }
     return new LocalStorage(
-      { lock: (key) => this.#lock(key), unlock: (key) => this.#locks.delete(key), active: this.#active },
+      { lock: (key) => this.#lock(key), unlock: (key) => this.#locks.delete(key), active: this.#active, commits: this.#commits },
       join(this.dataDir, 'homes', user),
       join(this.dataDir, '.partial', user),
       this.#pin,
@@ -155,6 +165,7 @@ interface Locks {
   lock(key: string): boolean;
   unlock(key: string): void;
   active: Set<string>;
+  commits: SmallCommits | null;
 }
 
 class LocalStorage implements Storage {
@@ -279,6 +290,8 @@ class LocalStorage implements Storage {
       this.#locks.unlock(target);
       this.#locks.active.delete(partial);
     };
+    // Small: nothing touches the disk until commit, which does it all in one hop (see SMALL_COMMIT_MAX).
+    const small = this.#pin === true && this.#locks.commits !== null && options.resume !== true && size <= SMALL_COMMIT_MAX && missing.length === 0;
     let handle: FileHandle | undefined;
     try {
       await this.#ensurePartialDir();
@@ -298,7 +311,9 @@ class LocalStorage implements Storage {
           }
         }
       }
-      if (handle === undefined) {
+      if (small) {
+        offset = 0;
+      } else if (handle === undefined) {
         offset = 0;
         handle = await open(partial, constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC | O_NOFOLLOW, 0o600);
       } else {
@@ -330,6 +345,7 @@ class LocalStorage implements Storage {
         prefix,
         release,
         place: () => this.#place(segments, shown, partial, options),
+        commitSmall: small ? (chunks) => this.#commitSmall(segments, shown, partial, options, home, chunks) : null,
       });
     } catch (err) {
       await handle?.close().catch(() => {});
@@ -712,6 +728,52 @@ class LocalStorage implements Storage {
     }
   }
 
+  /**
+   * Writes and places a small upload in one hop to a worker (the same checks as #place, in pinned mode).
+   * Resolves to the committed file's mtime, or to the error and whether the written partial was kept.
+   */
+  async #commitSmall(
+    segments: readonly string[],
+    shown: string,
+    partial: string,
+    options: UploadOptions,
+    home: string,
+    chunks: Buffer[],
+  ): Promise<{ mtimeMs: number } | { error: FerryError; partialKept: boolean }> {
+    const commits = this.#locks.commits as SmallCommits;
+    let r;
+    try {
+      r = await commits.run({
+        partial,
+        chunks,
+        mtime: options.mtime ?? null,
+        dir: join(home, ...segments.slice(0, -1)),
+        home,
+        name: segments.at(-1) ?? '',
+        overwrite: options.overwrite === true,
+      });
+    } catch (err) {
+      return { error: new FerryError('internal', `Cannot upload ${shown}: ${(err as Error).message}`), partialKept: false };
+    }
+    if (r.ok) return { mtimeMs: r.mtimeMs };
+    const kept = r.stage === 'place';
+    if (kept && options.parents === true && (r.code === 'ENOENT' || r.code === 'ENOTDIR') && r.mtimeMs !== undefined) {
+      // Its directory went away since the upload started: the usual way creates the directories again.
+      try {
+        await this.#place(segments, shown, partial, options);
+        return { mtimeMs: r.mtimeMs };
+      } catch (err) {
+        return { error: _fail(err, 'upload', shown), partialKept: true };
+      }
+    }
+    const error =
+      r.refused === 'leaves' ? _leaves(shown)
+      : r.refused === 'is_a_directory' ? new FerryError('is_a_directory', `Cannot upload ${shown}: it is a directory`)
+      : r.refused === 'exists' ? new FerryError('exists', `Cannot upload ${shown}: it exists`)
+      : _fail(Object.assign(new Error(r.message ?? ''), { code: r.code }), 'upload', shown);
+    return { error, partialKept: kept };
+  }
+
   async #page(dir: Dir, home: string, names: readonly string[]): Promise<Entry[]> {
     const page: Entry[] = [];
     for (let i = 0; i < names.length; i += STAT_BATCH) {
@@ -756,12 +818,14 @@ interface UploadState {
   writeSidecar: () => Promise<void>;
   replaces: Entry | null;
   createsParents: boolean;
-  handle: FileHandle;
+  /** The open partial; undefined for a small upload held in memory until commit (`commitSmall`). */
+  handle: FileHandle | undefined;
   hash: Hash;
   offset: number;
   prefix: string;
   release: () => void;
   place: () => Promise<void>;
+  commitSmall: ((chunks: Buffer[]) => Promise<{ mtimeMs: number } | { error: FerryError; partialKept: boolean }>) | null;
 }
 
 /**
@@ -780,10 +844,13 @@ class LocalUpload implements Upload {
   #received: number;
   #finished = false;
   #queue: Promise<unknown> = Promise.resolve();
+  /** A small upload's bytes, held until commit (see UploadState.commitSmall); null when written as they come. */
+  #held: Buffer[] | null;
 
   constructor(state: UploadState) {
     this.#s = state;
     this.#handle = state.handle;
+    this.#held = state.commitSmall !== null ? [] : null;
     this.#hash = state.hash;
     this.#offset = state.offset;
     this.#prefix = state.prefix;
@@ -810,7 +877,8 @@ class LocalUpload implements Upload {
     return this.#serial(async () => {
       const handle = this.#open('restart');
       try {
-        await handle.truncate(0);
+        if (handle === null) this.#held = [];
+        else await handle.truncate(0);
       } catch (err) {
         throw _fail(err, 'upload', this.#s.shown);
       }
@@ -829,6 +897,14 @@ class LocalUpload implements Upload {
       if (total === 0) return;
       if (this.#received + total > this.#s.size) {
         throw new FerryError('size_mismatch', `Upload of ${this.#s.shown} passes its declared size of ${this.#s.size} bytes`);
+      }
+      if (handle === null) {
+        // Held until commit: a copy, so that the caller may reuse its buffers.
+        const copy = Buffer.concat(chunks as Buffer[], total);
+        (this.#held as Buffer[]).push(copy);
+        this.#hash.update(copy);
+        this.#received += total;
+        return;
       }
       try {
         let done = (await handle.writev(chunks as Buffer[], this.#received)).bytesWritten;
@@ -859,6 +935,18 @@ class LocalUpload implements Upload {
         throw new FerryError('digest_mismatch', `Upload of ${shown} arrived damaged: its SHA-256 differs from the declared one`);
       }
       let mtime = this.#s.options.mtime;
+      if (handle === null) {
+        const done = await (this.#s.commitSmall as NonNullable<UploadState['commitSmall']>)(this.#held as Buffer[]);
+        this.#held = null;
+        if ('error' in done) {
+          await this.#finish(done.partialKept);
+          throw done.error;
+        }
+        mtime = done.mtimeMs;
+        this.#s.sidecarWritten = true; // in place: nothing to describe
+        await this.#finish(true);
+        return { name: this.#s.segments.at(-1) ?? '', type: 'file', size, mtime: Math.floor(mtime) };
+      }
       try {
         if (mtime !== undefined) await handle.utimes(new Date(), new Date(mtime));
         await handle.sync();
@@ -889,6 +977,18 @@ class LocalUpload implements Upload {
     this.#finished = true;
     const handle = this.#handle;
     this.#handle = undefined;
+    if (this.#held !== null) {
+      // A small upload stopped before its commit: nothing of it is on the disk yet. Kept, it is written out as
+      // a partial (with its sidecar), as a larger one would have been, so that an upload with `resume` goes on.
+      const held = this.#held;
+      this.#held = null;
+      try {
+        if (keep && this.#received > 0) await _writeHeld(this.#s.partial, held).then(() => this.#s.writeSidecar()).catch(() => {});
+      } finally {
+        this.#s.release();
+      }
+      return;
+    }
     try {
       await handle?.close().catch(() => {});
       if (!keep) {
@@ -902,11 +1002,12 @@ class LocalUpload implements Upload {
     }
   }
 
-  #open(what: string): FileHandle {
-    if (this.#handle === undefined || this.#finished) {
+  /** The open partial, or null for a small upload held in memory. */
+  #open(what: string): FileHandle | null {
+    if (this.#finished || (this.#handle === undefined && this.#held === null)) {
       throw new FerryError('internal', `Cannot ${what} the upload of ${this.#s.shown}: it is already finished`);
     }
-    return this.#handle;
+    return this.#handle ?? null;
   }
 
   #serial<T>(op: () => Promise<T>): Promise<T> {
@@ -1149,6 +1250,16 @@ function _skip(chunks: readonly Buffer[], n: number): Buffer[] {
  * EEXIST if `to` exists, then `from` is unlinked. Where hard links are not supported it falls back to
  * check-then-rename.
  */
+/** Writes a small upload's held bytes as its partial file. */
+async function _writeHeld(partial: string, chunks: Buffer[]): Promise<void> {
+  const handle = await open(partial, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | O_NOFOLLOW, 0o600);
+  try {
+    await handle.writev(chunks, 0);
+  } finally {
+    await handle.close();
+  }
+}
+
 async function _placeNoReplace(from: string, to: string): Promise<void> {
   try {
     await link(from, to);

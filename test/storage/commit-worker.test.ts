@@ -1,0 +1,94 @@
+// The worker threads that commit small uploads in one hop (src/storage/commit-worker.ts), driven directly:
+// real files, a real worker, a FIFO standing in for a disk that hangs.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SmallCommits, type SmallCommit } from '../../src/storage/commit-worker.ts';
+
+const test = suite('storage: small commits in worker threads');
+let root = '';
+let home = '';
+let commits: SmallCommits;
+
+test.before.each(() => {
+  root = realpathSync(mkdtempSync(join(tmpdir(), 'ferry-commits-')));
+  home = join(root, 'home');
+  mkdirSync(join(home, 'd'), { recursive: true });
+  mkdirSync(join(root, 'partials'));
+  commits = new SmallCommits();
+});
+test.after.each(async () => {
+  await commits.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const job = (name: string, over: Partial<SmallCommit> = {}): SmallCommit => ({
+  partial: join(root, 'partials', `${name}.part`),
+  chunks: [Buffer.from('abc'), Buffer.from('def')],
+  mtime: Date.UTC(2020, 0, 2),
+  dir: join(home, 'd'),
+  home,
+  name,
+  overwrite: false,
+  ...over,
+});
+
+test('a commit writes the partial, sets its time and moves it into the directory', async () => {
+  const r = await commits.run(job('a.txt'));
+  assert.equal(r, { ok: true, mtimeMs: Date.UTC(2020, 0, 2) });
+  assert.is(readFileSync(join(home, 'd', 'a.txt'), 'utf8'), 'abcdef');
+  assert.is(statSync(join(home, 'd', 'a.txt')).mtimeMs, Date.UTC(2020, 0, 2));
+  assert.not.ok(existsSync(join(root, 'partials', 'a.txt.part')), 'the partial is gone');
+  const now = await commits.run(job('b.txt', { mtime: null }));
+  assert.ok(now.ok && Math.abs(now.mtimeMs - Date.now()) < 60_000, 'no mtime given: the time of writing');
+});
+
+test('refusals: an existing target, a directory, a link or a directory leading out of the home', async () => {
+  writeFileSync(join(home, 'd', 'x'), 'old');
+  assert.equal(await commits.run(job('x')), { ok: false, stage: 'place', refused: 'exists', mtimeMs: Date.UTC(2020, 0, 2) });
+  assert.is(readFileSync(join(home, 'd', 'x'), 'utf8'), 'old');
+  assert.ok((await commits.run(job('x', { overwrite: true }))).ok, 'overwrite replaces it');
+  assert.is(readFileSync(join(home, 'd', 'x'), 'utf8'), 'abcdef');
+  mkdirSync(join(home, 'd', 'sub'));
+  assert.is((await commits.run(job('sub', { overwrite: true })) as { refused?: string }).refused, 'is_a_directory');
+  writeFileSync(join(root, 'secret'), 'secret');
+  symlinkSync(join(root, 'secret'), join(home, 'd', 'out'));
+  assert.is((await commits.run(job('out', { overwrite: true })) as { refused?: string }).refused, 'leaves');
+  assert.is(readFileSync(join(root, 'secret'), 'utf8'), 'secret');
+  symlinkSync(root, join(home, 'away'));
+  assert.is((await commits.run(job('y', { dir: join(home, 'away') })) as { refused?: string }).refused, 'leaves');
+  assert.not.ok(existsSync(join(root, 'y')), 'nothing placed outside');
+  const missing = await commits.run(job('z', { dir: join(home, 'nope') }));
+  assert.equal([missing.ok, (missing as { stage?: string }).stage, (missing as { code?: string }).code], [false, 'place', 'ENOENT']);
+});
+
+test('a partial that cannot be written is removed and the error says why', async () => {
+  const r = await commits.run(job('w', { partial: join(root, 'no-such-dir', 'w.part') }));
+  assert.equal([r.ok, (r as { stage?: string }).stage, (r as { code?: string }).code], [false, 'write', 'ENOENT']);
+});
+
+test('a commit stuck on the disk does not hold up the others: another lane takes them', async () => {
+  // Opening a FIFO for writing blocks until a reader comes: a commit that hangs the way one on a dead disk would.
+  const fifo = join(root, 'partials', 'stuck.part');
+  if (spawnSync('mkfifo', [fifo]).status !== 0) return console.log('    (no mkfifo: skipped)');
+  assert.ok((await commits.run(job('warm'))).ok, 'the first lane is up');
+  const stuck = commits.run(job('stuck', { partial: fifo }));
+  await new Promise((r) => setTimeout(r, 100));
+  let reader: number | undefined;
+  try {
+    const other = await Promise.race([commits.run(job('other')), new Promise<null>((r) => setTimeout(() => r(null), 5_000))]);
+    assert.ok(other?.ok, 'the other commit went through, without waiting for the stuck one');
+  } finally {
+    reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK); // lets the stuck one go on (and fail: no fsync on a FIFO)
+  }
+  try {
+    assert.not.ok((await stuck).ok);
+  } finally {
+    closeSync(reader);
+  }
+});
+
+test.run();
