@@ -630,7 +630,8 @@ export class FerryClient {
           const spare: Buffer[] = [];
           const readAt = (at: number): Promise<{ buf: Buffer; chunk: Buffer }> => {
             const want = Math.min(READ_CHUNK, size - at);
-            const buf = spare.pop() ?? Buffer.allocUnsafeSlow(HEADER_SIZE + READ_CHUNK);
+            // Sized for the file: a small file must not cost (and make the GC chase) a 512 KiB buffer.
+            const buf = spare.pop() ?? Buffer.allocUnsafeSlow(HEADER_SIZE + Math.min(READ_CHUNK, size));
             const read = file.read(buf, HEADER_SIZE, want, at).then(({ bytesRead }) => ({ buf, chunk: buf.subarray(HEADER_SIZE, HEADER_SIZE + bytesRead) }));
             read.catch(() => {}); // awaited below; never an unhandled rejection if the loop ends early
             return read;

@@ -891,7 +891,8 @@ export class Session {
     const spare: Buffer[] = [];
     try {
       while (position < handle.size && !state.cancelled && !this.wire.isClosed) {
-        const buf = spare.pop() ?? Buffer.allocUnsafeSlow(HEADER_SIZE + READ_CHUNK);
+        // Sized for the file: a small file's download must not hold (and make the GC chase) a 512 KiB buffer.
+        const buf = spare.pop() ?? Buffer.allocUnsafeSlow(HEADER_SIZE + Math.min(READ_CHUNK, handle.size));
         const got = await handle.readInto(buf.subarray(HEADER_SIZE, HEADER_SIZE + Math.min(READ_CHUNK, handle.size - position)), position);
         if (got === 0) break;
         const chunk = buf.subarray(HEADER_SIZE, HEADER_SIZE + got);
