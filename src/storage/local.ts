@@ -40,6 +40,8 @@ const SMALL_COMMIT_MAX = 64 * 1024;
  *   and keeps its partial; a crash can leave a small partial without one).
  *
  * Both live under the data directory, so committing an upload is a same-filesystem rename (or link).
+ * A small upload (SMALL_COMMIT_MAX, pinned mode) is held in memory instead and written as its partial only at
+ * commit, by a worker thread that places it in the same hop (commit-worker.ts), or when it stops and keeps it.
  *
  * Confinement. Every path is parsed by `parseVirtualPath`, then resolved with `realpath` and required to
  * stay inside `realpath(home)`. Then the directory that holds the name acted on is *opened* (`O_DIRECTORY`,
