@@ -258,6 +258,31 @@ uploads('what changes between the start of an upload and its commit is checked a
   }
 });
 
+uploads('a large upload written in pieces: right digest commits, a damaged byte is refused, restart starts over', async (ctx) => {
+  {
+    const storage = ctx.storage;
+    const data = randomBytes(3 * 1024 * 1024 + 5);
+    const send = async (path: string, bytes: Buffer, digest: string) => {
+      const up = await storage.createUpload(path, { size: bytes.length, overwrite: true });
+      for (let at = 0; at < bytes.length; at += 700_000) await up.write([bytes.subarray(at, at + 300_000), bytes.subarray(at + 300_000, at + 700_000)]);
+      return up.commit(digest);
+    };
+    const entry = await send('big.bin', data, sha(data));
+    assert.is(entry.size, data.length);
+    assert.ok((await readFile(join(ctx.home, 'big.bin'))).equals(data), 'stored intact');
+    const damaged = Buffer.from(data);
+    damaged[2_000_000] = (damaged[2_000_000] as number) ^ 1;
+    await rejects(send('bad.bin', damaged, sha(data)), 'digest_mismatch');
+    assert.not.ok(await exists(join(ctx.home, 'bad.bin')));
+    const up = await storage.createUpload('again.bin', { size: data.length, overwrite: true });
+    await up.write([randomBytes(1_500_000)]);
+    await up.restart();
+    await up.write([data]);
+    await up.commit(sha(data));
+    assert.ok((await readFile(join(ctx.home, 'again.bin'))).equals(data), 'after a restart');
+  }
+});
+
 uploads('overwrite replaces the target atomically', async (ctx) => {
   await put(ctx.storage, 'x.txt', 'one');
   await put(ctx.storage, 'x.txt', 'second', { overwrite: true });
