@@ -241,6 +241,16 @@ class LocalStorage implements Storage {
     const shown = _show(segments);
     const verb = 'read';
     const home = await this.#realHome();
+    if (this.#pin === true && this.#locks.commits !== null) {
+      // Pinned: a small file is checked, opened and read whole in one hop to a worker (commit-worker.ts); a
+      // larger one is then opened here as below, to be streamed.
+      const r = await this.#locks.commits.read({ path: join(home, ...segments), home, max: SMALL_COMMIT_MAX }).catch(() => null);
+      if (r !== null && !r.ok) throw _fail(Object.assign(new Error(r.message ?? ''), { code: r.code }), verb, shown);
+      if (r?.refused === 'leaves') throw _leaves(shown);
+      if (r?.refused === 'is_a_directory') throw new FerryError('is_a_directory', `Cannot read ${shown}: it is a directory`);
+      if (r?.refused === 'not_a_file') throw new FerryError('not_found', `Cannot read ${shown}: not a regular file`);
+      if (r?.ok && 'bytes' in r) return new HeldReadHandle(Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength), r.mtimeMs, shown);
+    }
     const real = await this.#real(segments, verb, shown);
     if (real === home) throw new FerryError('is_a_directory', `Cannot read ${shown}: it is a directory`);
     const handle = await this.#inDir(dirname(real), home, verb, shown, async (dir) => {
@@ -1077,6 +1087,41 @@ class LocalReadHandle implements ReadHandle {
 // ---- module helpers ----
 
 let pinProbe: Promise<boolean> | undefined;
+
+/** A small file read whole when it was opened (see openRead): reads copy from memory, closing frees it. */
+class HeldReadHandle implements ReadHandle {
+  readonly size: number;
+  readonly mtime: number;
+  #bytes: Buffer | undefined;
+  readonly #shown: string;
+
+  constructor(bytes: Buffer, mtimeMs: number, shown: string) {
+    this.#bytes = bytes;
+    this.size = bytes.length;
+    this.mtime = Math.floor(mtimeMs);
+    this.#shown = shown;
+  }
+
+  async read(position: number, length: number): Promise<Buffer> {
+    const bytes = this.#held(position);
+    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`Read length ${length} is not a byte count`);
+    return Buffer.from(bytes.subarray(position, position + length));
+  }
+
+  async readInto(target: Buffer, position: number): Promise<number> {
+    return this.#held(position).copy(target, 0, Math.min(position, this.size), Math.min(this.size, position + target.length));
+  }
+
+  async close(): Promise<void> {
+    this.#bytes = undefined;
+  }
+
+  #held(position: number): Buffer {
+    if (this.#bytes === undefined) throw new FerryError('internal', `Cannot read ${this.#shown}: it is closed`);
+    if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`Read position ${position} is not a byte offset`);
+    return this.#bytes;
+  }
+}
 
 /**
  * Whether `/proc/self/fd/N` names the directory this process opened as N (Linux with procfs, on Node and

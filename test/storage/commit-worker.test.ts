@@ -65,6 +65,23 @@ test('refusals: an existing target, a directory, a link or a directory leading o
   assert.equal([missing.ok, (missing as { stage?: string }).stage, (missing as { code?: string }).code], [false, 'place', 'ENOENT']);
 });
 
+test('a small read: the file whole, or large, or refused like openRead refuses', async () => {
+  writeFileSync(join(home, 'd', 'small'), 'hello');
+  writeFileSync(join(home, 'd', 'big'), Buffer.alloc(70_000));
+  const small = await commits.read({ path: join(home, 'd', 'small'), home, max: 65_536 });
+  assert.ok(small.ok && 'bytes' in small);
+  assert.is(Buffer.from((small as { bytes: Uint8Array }).bytes).toString(), 'hello');
+  assert.is((small as { size: number }).size, 5);
+  assert.equal(await commits.read({ path: join(home, 'd', 'big'), home, max: 65_536 }), { ok: true, large: true });
+  writeFileSync(join(root, 'secret'), 'secret');
+  symlinkSync(join(root, 'secret'), join(home, 'd', 'out'));
+  assert.equal(await commits.read({ path: join(home, 'd', 'out'), home, max: 65_536 }), { ok: true, refused: 'leaves' });
+  assert.equal(await commits.read({ path: join(home, 'd'), home, max: 65_536 }), { ok: true, refused: 'is_a_directory' });
+  assert.equal(await commits.read({ path: home, home, max: 65_536 }), { ok: true, refused: 'is_a_directory' });
+  const missing = await commits.read({ path: join(home, 'nope'), home, max: 65_536 });
+  assert.equal([missing.ok, (missing as { code?: string }).code], [false, 'ENOENT']);
+});
+
 test('a partial that cannot be written is removed and the error says why', async () => {
   const r = await commits.run(job('w', { partial: join(root, 'no-such-dir', 'w.part') }));
   assert.equal([r.ok, (r as { stage?: string }).stage, (r as { code?: string }).code], [false, 'write', 'ENOENT']);
