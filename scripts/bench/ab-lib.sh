@@ -9,7 +9,7 @@ mkdir -p "$T/home" "$T/down" "$T/src"
 export FERRY_HOME=$T/home NO_COLOR=1 FERRY_PASSWORD=ab-bench
 $CLIENT user add bench --data "$T/data" >/dev/null
 port=$(node -e 'const s = require("node:net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
-$SERVER serve --host 127.0.0.1 --port "$port" --data "$T/data" >"$T/serve.log" 2>&1 &
+$SERVER serve --host 127.0.0.1 --port "$port" --data "$T/data" ${SERVE_ARGS:-} >"$T/serve.log" 2>&1 &
 spid=$!
 for _ in $(seq 100); do grep -q fingerprint "$T/serve.log" && break; sleep 0.1; done
 fp=$(grep -o 'SHA256:[^ ]*' "$T/serve.log" | head -1)

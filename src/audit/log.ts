@@ -60,6 +60,8 @@ export class AuditLog {
   #fh: FileHandle | null = null;
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** The queued write that takes the lines appended since the last write started (see `append`). */
+  #batch: { lines: string[]; written: Promise<void> } | null = null;
 
   constructor(dataDir: string) {
     this.dataDir = dataDir;
@@ -67,14 +69,25 @@ export class AuditLog {
     this.archiveDir = join(dataDir, AUDIT_ARCHIVE_DIR);
   }
 
-  /** Appends one event, filling `time` with `auditTime()` when absent. Resolves once the line is written. */
+  /**
+   * Appends one event, filling `time` with `auditTime()` when absent. Resolves once the line is written.
+   * Lines appended while an earlier write is under way are written together by the next one (one `write` of
+   * whole lines: a busy server makes one file-system call per burst of events, not one per event).
+   */
   append(event: AuditEventInput): Promise<void> {
-    const line = _line(event);
-    return this.#enqueue(async () => {
-      if (this.#closed) throw new Error('Cannot append to the audit log: it is closed');
-      const fh = await this.#open();
-      await _writeAll(fh, line);
-    });
+    let batch = this.#batch;
+    if (batch === null) {
+      const lines: string[] = [];
+      const written = this.#enqueue(async () => {
+        if (this.#batch?.lines === lines) this.#batch = null; // from now on, appends go to the next write
+        if (this.#closed) throw new Error('Cannot append to the audit log: it is closed');
+        const fh = await this.#open();
+        await _writeAll(fh, lines.length === 1 ? (lines[0] as string) : lines.join(''));
+      });
+      batch = this.#batch = { lines, written };
+    }
+    batch.lines.push(_line(event));
+    return batch.written;
   }
 
   /**
@@ -136,6 +149,7 @@ export class AuditLog {
   }
 
   #enqueue<T>(task: () => Promise<T>): Promise<T> {
+    this.#batch = null; // appends after this task (a clear, a close) are written after it, in call order
     const run = this.#tail.then(task, task);
     this.#tail = run.catch(() => {});
     return run;

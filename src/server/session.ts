@@ -31,6 +31,8 @@ interface UploadState {
   decoder: DecodingWriter | null;
   /** Set while commit() runs: onEnd, not onClose, reports how it ended. */
   committing: boolean;
+  /** The client asked to overwrite (its `exists` means "not allowed to" when the account may not overwrite). */
+  overwriteAsked: boolean;
 }
 
 interface DownloadState {
@@ -51,6 +53,8 @@ const MAX_REFUSED_IDS = 1024;
  * go on while its commit runs; see `Session.waitForCommits` for what waits for it.
  */
 const MAX_COMMITS = 8;
+/** Downloads of one session being opened at once (see `Session.opening`). */
+const MAX_OPENING = 8;
 /** Paths in audit events are cut to this many characters (a valid path is at most 4096 bytes). */
 const MAX_AUDIT_PATH = 4096;
 /** Most events one RDLOG returns. */
@@ -94,6 +98,11 @@ export class Session {
   private readonly downloads = new Map<number, DownloadState>();
   /** Downloads streaming in the background; `bye` lets them finish first. */
   private readonly streaming = new Set<Promise<void>>();
+  /**
+   * Downloads being opened, by request id. Consecutive `get`s are opened side by side (a burst of small ones is
+   * checked and read in one hop of the storage's worker); any other request waits until they are open.
+   */
+  private readonly opening = new Map<number, Promise<void>>();
   /** Uploads committing in the background, by request id, with the path each one commits. */
   private readonly commits = new Map<number, { path: string; done: Promise<void> }>();
   /** Refused puts: their data frames are dropped until the client's `end` or `cancel`. */
@@ -177,6 +186,12 @@ export class Session {
         let bytes = item.bytes;
         try {
           if (this.commits.size > 0) await this.waitForCommits(item);
+          if (item.kind === 'msg' && item.msg.t === 'get' && this.stage === 'ready') {
+            if (this.opening.size >= MAX_OPENING) await Promise.all(this.opening.values());
+            this.openInBackground(item.id, item.msg);
+            continue;
+          }
+          if (this.opening.size > 0) await Promise.all(this.opening.values());
           if (item.kind === 'data') {
             const chunks = [item.chunk];
             let batch = item.chunk.length;
@@ -206,6 +221,15 @@ export class Session {
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** Starts a `get` without waiting for its file to be opened (see `opening`). */
+  private openInBackground(id: number, msg: ClientMessageOf<'get'>): void {
+    if (this.opening.has(id)) throw new FerryError('duplicate_id', `Request id ${id} is already in use`);
+    const task = this.onRequest(id, msg)
+      .catch((err: unknown) => this.wire.fail(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => this.opening.delete(id));
+    this.opening.set(id, task);
   }
 
   /**
@@ -658,7 +682,8 @@ export class Session {
     let upload: Upload | null = null;
     try {
       try {
-        // The storage checks the target as it starts the upload (one look instead of a stat first).
+        // The storage checks the target as it starts the upload (one look instead of a stat first), or, when no
+        // plugin needs to know what the upload replaces, as it commits (small uploads: one hop for it all).
         upload = await storage.createUpload(msg.path, {
           size: msg.size,
           // Without the overwrite permission, a file that appears meanwhile is not replaced at commit either.
@@ -666,14 +691,11 @@ export class Session {
           parents: msg.parents === true,
           resume: msg.resume === true,
           ...(msg.mtime !== undefined ? { mtime: msg.mtime } : {}),
+          deferChecks: msg.encoding === undefined && !this.plugins.has('upload:before') && !this.plugins.has('upload:after'),
+          mayCreateParents: this.account?.perms.has('mkdir') ?? false,
         });
       } catch (err) {
-        if (err instanceof FerryError && err.code === 'exists') {
-          if (msg.overwrite) this.need('overwrite');
-          throw new FerryError('exists', `'${msg.path}' exists (use overwrite to replace it)`);
-        }
-        if (err instanceof FerryError && err.code === 'is_a_directory') throw new FerryError('is_a_directory', `'${msg.path}' is a directory`);
-        throw err;
+        throw this.uploadRefusal(err, msg.path, msg.overwrite === true);
       }
       if (upload.createsParents) this.need('mkdir');
       const vetoOp: UploadOp = { ...this.actor(), path: msg.path, size: msg.size, replaces: upload.replaces };
@@ -693,7 +715,7 @@ export class Session {
         return undefined;
       }
       const resume = msg.resume === true;
-      state = { upload, path: msg.path, started, awaitingFrom: resume, op, decoder: null, committing: false };
+      state = { upload, path: msg.path, started, awaitingFrom: resume, op, decoder: null, committing: false, overwriteAsked: msg.overwrite === true };
       this.uploads.set(id, state);
       if (msg.encoding !== undefined) {
         const transform = await this.plugins.first('transfer:decode', { encoding: msg.encoding, op });
@@ -713,6 +735,16 @@ export class Session {
       release();
     }
     return undefined;
+  }
+
+  /** A storage refusal of an upload in the protocol's words (as it starts, or as it commits after deferred checks). */
+  private uploadRefusal(err: unknown, path: string, overwriteAsked: boolean): unknown {
+    if (err instanceof FerryError && err.code === 'exists') {
+      if (overwriteAsked) this.need('overwrite');
+      return new FerryError('exists', `'${path}' exists (use overwrite to replace it)`);
+    }
+    if (err instanceof FerryError && err.code === 'is_a_directory') return new FerryError('is_a_directory', `'${path}' is a directory`);
+    return err;
   }
 
   /** Tells the plugins once how an upload ended. */
@@ -770,7 +802,13 @@ export class Session {
       this.info(`UPLD ${state.path}: received ${entry.size} B in ${durationMs} ms${resumedFrom ? ` (resumed at ${resumedFrom})` : ''}, sha256 verified`);
     } catch (err) {
       // commit() removes the partial itself on a mismatch; the id is finished either way (the client sent `end`).
-      await this.failUpload(id, state, err, false);
+      let why = err;
+      try {
+        why = this.uploadRefusal(err, state.path, state.overwriteAsked);
+      } catch (denied) {
+        why = denied;
+      }
+      await this.failUpload(id, state, why, false);
     }
   }
 

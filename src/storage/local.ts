@@ -282,6 +282,7 @@ class LocalStorage implements Storage {
     const name = segments.at(-1);
     if (name === undefined) throw new FerryError('is_a_directory', 'Cannot upload to your home: it is a directory');
     const home = await this.#realHome();
+    if (options.deferChecks === true && this.#smallCommits(options)) return this.#deferredUpload(segments, shown, home, options);
     const parents = segments.slice(0, -1);
     const { dir, missing } = await this.#existingAncestor(parents, 'upload', shown);
     if (missing.length > 0 && options.parents !== true) {
@@ -303,7 +304,7 @@ class LocalStorage implements Storage {
       this.#locks.active.delete(partial);
     };
     // Small: nothing touches the disk until commit, which does it all in one hop (see SMALL_COMMIT_MAX).
-    const small = this.#pin === true && this.#locks.commits !== null && options.resume !== true && size <= SMALL_COMMIT_MAX && missing.length === 0;
+    const small = this.#smallCommits(options) && missing.length === 0;
     let handle: FileHandle | undefined;
     try {
       await this.#ensurePartialDir();
@@ -357,13 +358,62 @@ class LocalStorage implements Storage {
         prefix,
         release,
         place: () => this.#place(segments, shown, partial, options),
-        commitSmall: small ? (chunks) => this.#commitSmall(segments, shown, partial, options, home, chunks) : null,
+        commitSmall: small ? (chunks) => this.#commitSmall(segments, shown, partial, options, home, chunks, false) : null,
       });
     } catch (err) {
       await handle?.close().catch(() => {});
       release();
       throw _fail(err, 'upload', shown);
     }
+  }
+
+  /** Whether an upload is held in memory and committed in one hop to a worker (see SMALL_COMMIT_MAX). */
+  #smallCommits(options: UploadOptions): boolean {
+    return this.#pin === true && this.#locks.commits !== null && options.resume !== true && options.size <= SMALL_COMMIT_MAX;
+  }
+
+  /**
+   * A small upload whose checks wait for its commit (`deferChecks`): no file-system call now. The worker checks
+   * the target as it places the file (exists, directory, confinement); a missing directory sends the commit
+   * the usual way, which says what is missing, or creates it. The lock is on the path as named (the usual
+   * way locks the resolved path: the two differ only through a symlinked directory in the home).
+   */
+  async #deferredUpload(segments: readonly string[], shown: string, home: string, options: UploadOptions): Promise<Upload> {
+    const target = join(home, ...segments);
+    if (!this.#locks.lock(target)) throw new FerryError('busy', `Cannot upload ${shown}: another upload of it is in progress`);
+    const key = `${createHash('sha256').update(joinVirtual(segments)).digest('hex')}-${options.size}`;
+    const partial = join(this.#partialDir, `${key}.part`);
+    const sidecar = join(this.#partialDir, `${key}.json`);
+    this.#locks.active.add(partial);
+    const release = (): void => {
+      this.#locks.unlock(target);
+      this.#locks.active.delete(partial);
+    };
+    try {
+      await this.#ensurePartialDir();
+    } catch (err) {
+      release();
+      throw _fail(err, 'upload', shown);
+    }
+    return new LocalUpload({
+      segments,
+      shown,
+      size: options.size,
+      options,
+      partial,
+      sidecar,
+      sidecarWritten: false,
+      writeSidecar: () => writeFile(sidecar, `${JSON.stringify({ path: joinVirtual(segments), size: options.size, created: Date.now() })}\n`, { mode: 0o600 }),
+      replaces: null,
+      createsParents: false,
+      handle: undefined,
+      hash: createHash('sha256'),
+      offset: 0,
+      prefix: EMPTY_SHA256,
+      release,
+      place: () => this.#place(segments, shown, partial, options),
+      commitSmall: (chunks) => this.#commitSmall(segments, shown, partial, options, home, chunks, true),
+    });
   }
 
   async remove(path: string): Promise<void> {
@@ -751,6 +801,7 @@ class LocalStorage implements Storage {
     options: UploadOptions,
     home: string,
     chunks: Buffer[],
+    deferred: boolean,
   ): Promise<{ mtimeMs: number } | { error: FerryError; partialKept: boolean }> {
     const commits = this.#locks.commits as SmallCommits;
     let r;
@@ -769,6 +820,29 @@ class LocalStorage implements Storage {
     }
     if (r.ok) return { mtimeMs: r.mtimeMs };
     const kept = r.stage === 'place';
+    if (deferred && kept && (r.code === 'ENOENT' || r.code === 'ENOTDIR') && r.mtimeMs !== undefined) {
+      // The checks an upload makes as it starts, made now: which directory is missing, and may it be made?
+      const parents = segments.slice(0, -1);
+      try {
+        const { missing } = await this.#existingAncestor(parents, 'upload', shown);
+        if (missing.length > 0 && options.parents !== true) {
+          const absent = quotePath(joinVirtual(parents.slice(0, parents.length - missing.length + 1)));
+          return { error: new FerryError('not_found', `Cannot upload ${shown}: directory ${absent} does not exist`), partialKept: false };
+        }
+        if (missing.length > 0 && options.mayCreateParents === false) {
+          return { error: new FerryError('permission_denied', 'Your account may not mkdir'), partialKept: false };
+        }
+      } catch (err) {
+        return { error: _fail(err, 'upload', shown), partialKept: false };
+      }
+      try {
+        await this.#place(segments, shown, partial, options);
+        return { mtimeMs: r.mtimeMs };
+      } catch (err) {
+        // What the start would have refused (a file in the way of a directory...): refused, nothing kept.
+        return { error: _fail(err, 'upload', shown), partialKept: false };
+      }
+    }
     if (kept && options.parents === true && (r.code === 'ENOENT' || r.code === 'ENOTDIR') && r.mtimeMs !== undefined) {
       // Its directory went away since the upload started: the usual way creates the directories again.
       try {
@@ -783,7 +857,8 @@ class LocalStorage implements Storage {
       : r.refused === 'is_a_directory' ? new FerryError('is_a_directory', `Cannot upload ${shown}: it is a directory`)
       : r.refused === 'exists' ? new FerryError('exists', `Cannot upload ${shown}: it exists`)
       : _fail(Object.assign(new Error(r.message ?? ''), { code: r.code }), 'upload', shown);
-    return { error, partialKept: kept };
+    // Deferred checks that refuse: the upload is refused as it would have been at its start, nothing is kept.
+    return { error, partialKept: kept && !(deferred && r.refused !== undefined) };
   }
 
   async #page(dir: Dir, home: string, names: readonly string[]): Promise<Entry[]> {

@@ -48,6 +48,14 @@ export interface UploadOptions {
   resume?: boolean;
   /** Modification time to set on the committed file (ms since epoch). */
   mtime?: number;
+  /**
+   * The caller needs no answer before the bytes come (no `replaces`, no `createsParents`): a driver may then
+   * leave every check of the target (exists, is a directory, missing parents, confinement) to `commit`, which
+   * fails with the same errors. The local driver does so for small uploads, which it commits in one hop.
+   */
+  deferChecks?: boolean;
+  /** Whether missing parent directories may be created (the caller's `mkdir` permission); checked with `deferChecks`. */
+  mayCreateParents?: boolean;
 }
 
 export interface ReadHandle {
@@ -68,9 +76,9 @@ export interface Upload {
   readonly offset: number;
   /** SHA-256 (hex) of the first `offset` bytes; the SHA-256 of the empty string when offset is 0. */
   readonly prefixSha256: string;
-  /** What the path held as the upload started: the entry of the file it replaces, or null. */
+  /** What the path held as the upload started: the entry of the file it replaces, or null (also when not looked up: `deferChecks`). */
   readonly replaces: Entry | null;
-  /** Whether committing will create missing parent directories (only with `parents: true`). */
+  /** Whether committing will create missing parent directories (only with `parents: true`; false when not looked up). */
   readonly createsParents: boolean;
   /** Bytes held so far (offset + written). */
   readonly received: number;

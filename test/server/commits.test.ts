@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { encodeMessage } from '../../src/protocol/mod.ts';
 import { silentLog } from '../../src/server/console.ts';
 import { FerryServer } from '../../src/server/server.ts';
 import { RawClient, sleep } from '../hardening/raw.ts';
@@ -106,6 +107,40 @@ commits('a cancel that arrives while its upload commits gets no second answer; a
   // Either the cancel came in time (error cancelled) or the commit won (ok): never both.
   assert.ok(first.t === 'ok' || (first.t === 'error' && first.code === 'cancelled'), JSON.stringify(first));
   assert.not.ok(c.isClosed, 'the session goes on');
+  c.destroy();
+});
+
+commits('pipelined gets are opened together; a delete or rename sent after them waits until they are open', async () => {
+  const c = await session();
+  const bodies = Array.from({ length: 20 }, () => randomBytes(2000));
+  const ups = bodies.map((b, i) => upload(c, `g${i}.bin`, b));
+  for (const id of ups) assert.is((await c.reply(id)).t, 'ok');
+  const gets = bodies.map((_, i) => c.send({ t: 'get', path: `g${i}.bin` }));
+  // Sent right after the gets: they must not take the files away from gets already asked for.
+  const deleted = c.send({ t: 'delete', path: 'g19.bin' });
+  const renamed = c.send({ t: 'rename', from: 'g18.bin', to: 'moved.bin' });
+  const missing = c.send({ t: 'get', path: 'g19.bin' });
+  for (const [i, id] of gets.entries()) {
+    const end = await c.reply(id, 10_000, (m) => m.t === 'end' || m.t === 'error');
+    assert.equal([end.t, (end as { sha256?: string }).sha256], ['end', sha(bodies[i]!)], `get ${i}`);
+    assert.is(c.data.get(id), 2000, `the bytes of g${i}.bin`);
+  }
+  assert.is((await c.reply(deleted)).t, 'ok');
+  assert.is((await c.reply(renamed)).t, 'ok');
+  const gone = await c.reply(missing, 10_000, (m) => m.t === 'meta' || m.t === 'error');
+  assert.equal([gone.t, (gone as { code?: string }).code], ['error', 'not_found'], 'a get sent after the delete sees it');
+  c.destroy();
+});
+
+commits('two gets on one id in flight at once end the connection with duplicate_id', async () => {
+  const c = await session();
+  upload(c, 'dup.bin', randomBytes(100));
+  await sleep(100);
+  // Both in one write, so that they arrive together: the first is still being opened when the second comes.
+  const get = encodeMessage(99, { t: 'get', path: 'dup.bin' });
+  c.write(Buffer.concat([get, get]));
+  const fatal = await c.reply(0, 10_000, (m) => m.t === 'error');
+  assert.is((fatal as { code?: string }).code, 'duplicate_id');
   c.destroy();
 });
 

@@ -13,17 +13,21 @@ let root = '';
 let home = '';
 let commits: SmallCommits;
 
-test.before.each(() => {
+/** A fresh root with a home holding folders d and e, a partials folder, and a new SmallCommits. */
+function fresh(): void {
   root = realpathSync(mkdtempSync(join(tmpdir(), 'ferry-commits-')));
   home = join(root, 'home');
   mkdirSync(join(home, 'd'), { recursive: true });
+  mkdirSync(join(home, 'e'), { recursive: true });
   mkdirSync(join(root, 'partials'));
   commits = new SmallCommits();
-});
-test.after.each(async () => {
+}
+async function cleanUp(): Promise<void> {
   await commits.close();
   rmSync(root, { recursive: true, force: true });
-});
+}
+test.before.each(fresh);
+test.after.each(cleanUp);
 
 const job = (name: string, over: Partial<SmallCommit> = {}): SmallCommit => ({
   partial: join(root, 'partials', `${name}.part`),
@@ -109,3 +113,39 @@ test('a commit stuck on the disk does not hold up the others: another lane takes
 });
 
 test.run();
+
+const batch = suite('storage: commits and reads asked for together');
+batch.before.each(fresh);
+batch.after.each(cleanUp);
+
+batch('jobs of one turn share a batch: each is answered on its own, in two directories, with reads among them', async () => {
+  writeFileSync(join(home, 'd', 'taken'), 'old');
+  writeFileSync(join(home, 'e', 'r'), 'read me');
+  const jobs = [];
+  for (let i = 0; i < 30; i++) jobs.push(commits.run(job(`f${i}`, { dir: join(home, i % 2 ? 'd' : 'e'), chunks: [Buffer.from(`n${i}`)] })));
+  const taken = commits.run(job('taken'));
+  const read = commits.read({ path: join(home, 'e', 'r'), home, max: 65_536 });
+  const missing = commits.run(job('m', { dir: join(home, 'nope') }));
+  const results = await Promise.all(jobs);
+  assert.ok(results.every((r) => r.ok), 'every commit placed');
+  for (let i = 0; i < 30; i++) assert.is(readFileSync(join(home, i % 2 ? 'd' : 'e', `f${i}`), 'utf8'), `n${i}`);
+  assert.is((await taken as { refused?: string }).refused, 'exists');
+  assert.is(readFileSync(join(home, 'd', 'taken'), 'utf8'), 'old');
+  const r = await read;
+  assert.is(Buffer.from((r as { bytes: Uint8Array }).bytes).toString(), 'read me');
+  assert.is((await missing as { code?: string }).code, 'ENOENT');
+});
+
+batch('closing rejects the jobs not yet sent', async () => {
+  const pending = commits.run(job('late'));
+  await commits.close();
+  try {
+    await pending;
+    assert.unreachable('a job asked for before close was run');
+  } catch (err) {
+    assert.match(String(err), /stopped/);
+  }
+  commits = new SmallCommits(); // for after.each
+});
+
+batch.run();

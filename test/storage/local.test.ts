@@ -796,3 +796,74 @@ changes('users are isolated from each other', async (ctx) => {
 });
 
 changes.run();
+
+// deferChecks: a small upload makes no file-system call as it starts; its commit checks what the start would
+// have checked, and refuses with the same codes (pinned mode: elsewhere the upload is checked as it starts).
+const deferred = suite<Ctx>('uploads with deferred checks');
+deferred.before.each(setup);
+deferred.after.each(teardown);
+
+const later = { deferChecks: true, mayCreateParents: true } as const;
+
+deferred('a small upload is stored with its time; nothing is looked up as it starts', async (ctx) => {
+  await mkdir(join(ctx.home, 'd'));
+  const upload = await ctx.storage.createUpload('d/a.txt', { size: 5, mtime: Date.UTC(2021, 1, 3), ...later });
+  assert.is(upload.replaces, null);
+  await upload.write([Buffer.from('hello')]);
+  const entry = await upload.commit(sha('hello'));
+  assert.equal(entry, { name: 'a.txt', type: 'file', size: 5, mtime: Date.UTC(2021, 1, 3) });
+  assert.is(await readFile(join(ctx.home, 'd', 'a.txt'), 'utf8'), 'hello');
+  assert.equal(await readdir(ctx.partials), []);
+});
+
+deferred('refusals come at commit, with the codes of the start, and leave nothing behind', async (ctx) => {
+  if (!(await canPinDirectories())) return console.log('    (no /proc/self/fd: checked as the upload starts)');
+  await writeFile(join(ctx.home, 'x'), 'old');
+  await mkdir(join(ctx.home, 'dir'));
+  await writeFile(join(ctx.home, 'file'), 'f');
+  await symlink(ctx.outside, join(ctx.home, 'out'));
+  const cases: Array<[string, Partial<UploadOptions>, string]> = [
+    ['x', {}, 'exists'],
+    ['dir', { overwrite: true }, 'is_a_directory'],
+    ['out/secret.txt', { overwrite: true }, 'invalid_path'],
+    ['missing/a', {}, 'not_found'],
+    ['missing/a', { parents: true, mayCreateParents: false }, 'permission_denied'],
+    ['file/a', { parents: true }, 'not_a_directory'],
+  ];
+  for (const [path, options, code] of cases) {
+    const upload = await ctx.storage.createUpload(path, { size: 3, ...later, ...options });
+    await upload.write([Buffer.from('new')]);
+    await rejects(upload.commit(sha('new')), code);
+  }
+  assert.is(await readFile(join(ctx.home, 'x'), 'utf8'), 'old');
+  assert.is(await readFile(join(ctx.outside, 'secret.txt'), 'utf8'), 'top secret');
+  assert.is(await stat(join(ctx.home, 'missing')).catch(() => null), null, 'no directory made without the permission');
+  assert.equal(await readdir(ctx.partials), [], 'no partial kept for a refused upload');
+  // The same with overwrite and parents allowed: placed.
+  await put(ctx.storage, 'x', 'new', { ...later, overwrite: true });
+  await put(ctx.storage, 'missing/deep/a', 'new', { ...later, parents: true });
+  assert.is(await readFile(join(ctx.home, 'x'), 'utf8'), 'new');
+  assert.is(await readFile(join(ctx.home, 'missing', 'deep', 'a'), 'utf8'), 'new');
+});
+
+deferred('a second upload of the same path while one is open is busy; damaged bytes are refused', async (ctx) => {
+  const first = await ctx.storage.createUpload('a', { size: 3, ...later });
+  await rejects(ctx.storage.createUpload('a', { size: 3, ...later }), 'busy');
+  await rejects(ctx.storage.createUpload('a', { size: 3 }), 'busy');
+  await first.write([Buffer.from('abc')]);
+  await rejects(first.commit(sha('abd')), 'digest_mismatch');
+  assert.is(await ctx.storage.stat('a'), null);
+  await put(ctx.storage, 'a', 'abc', later);
+  assert.is(await readFile(join(ctx.home, 'a'), 'utf8'), 'abc');
+});
+
+deferred('many commits at once go to the worker together and each gets its own answer', async (ctx) => {
+  await writeFile(join(ctx.home, 'taken'), 'old');
+  const names = Array.from({ length: 40 }, (_, i) => `f${i}`);
+  const results = await Promise.allSettled([...names, 'taken'].map((n) => put(ctx.storage, n, `content ${n}`, later)));
+  assert.equal(results.map((r) => r.status), [...names.map(() => 'fulfilled'), 'rejected']);
+  for (const n of names) assert.is(await readFile(join(ctx.home, n), 'utf8'), `content ${n}`);
+  assert.is(await readFile(join(ctx.home, 'taken'), 'utf8'), 'old');
+});
+
+deferred.run();
