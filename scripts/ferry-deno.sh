@@ -5,4 +5,5 @@
 root=$(cd "${0%/*}/.." && pwd)
 deno=${DENO:-$root/node_modules/deno/deno}
 [ -x "$deno" ] || deno=$root/node_modules/.bin/deno
-exec "$deno" run -A "$root/src/main.ts" "$@"
+# The V8 flags of the built executable (scripts/build.mjs, V8_FLAGS).
+exec "$deno" run -A --v8-flags=--max-semi-space-size=1 "$root/src/main.ts" "$@"

@@ -61,4 +61,20 @@ bundle('no import.meta.url is left empty (fdir, under tinyglobby, calls createRe
   assert.ok(text.startsWith('"use strict";\n'), 'the banner keeps the bundle in strict mode');
 });
 
+bundle('the executable and every way of running the source use the same V8 flags', async () => {
+  const { V8_FLAGS, seaConfig } = (await import(join(ROOT, 'scripts', 'build.mjs'))) as {
+    V8_FLAGS: string[];
+    seaConfig: (o: { main: string; workDir: string }) => { sea: { execArgv?: string[] } };
+  };
+  assert.ok(V8_FLAGS.length > 0);
+  assert.equal(seaConfig({ main: file, workDir: dir }).sea.execArgv, V8_FLAGS, 'sea-config.json');
+  const flags = V8_FLAGS.join(' ');
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  for (const script of ['serve', 'ferry']) assert.ok(pkg.scripts[script]?.includes(`node ${flags} `), `npm run ${script}: ${pkg.scripts[script]}`);
+  assert.ok(readFileSync(join(ROOT, 'bin', 'ferry.mjs'), 'utf8').startsWith(`#!/usr/bin/env -S node ${flags}\n`), 'bin/ferry.mjs');
+  const deno = JSON.parse(readFileSync(join(ROOT, 'deno.json'), 'utf8')) as { tasks: Record<string, string> };
+  for (const task of ['ferry', 'serve']) assert.ok(deno.tasks[task]?.includes(`--v8-flags=${V8_FLAGS.join(',')}`), `deno task ${task}`);
+  assert.ok(readFileSync(join(ROOT, 'scripts', 'ferry-deno.sh'), 'utf8').includes(`--v8-flags=${V8_FLAGS.join(',')}`), 'scripts/ferry-deno.sh');
+});
+
 bundle.run();
