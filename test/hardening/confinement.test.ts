@@ -73,13 +73,14 @@ const pathArb = fc.oneof(
 );
 
 type Op =
-  | { op: 'put'; path: string; overwrite: boolean; parents: boolean }
+  | { op: 'put'; path: string; overwrite: boolean; parents: boolean; deferChecks: boolean }
   | { op: 'get' | 'stat' | 'list' | 'remove'; path: string }
   | { op: 'mkdir'; path: string; parents: boolean }
   | { op: 'rename'; from: string; to: string; overwrite: boolean };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ op: fc.constant('put' as const), path: pathArb, overwrite: fc.boolean(), parents: fc.boolean() }),
+  // deferChecks: the server's way for small uploads (every check made as the worker places the file).
+  fc.record({ op: fc.constant('put' as const), path: pathArb, overwrite: fc.boolean(), parents: fc.boolean(), deferChecks: fc.boolean() }),
   fc.record({ op: fc.constantFrom('get' as const, 'stat' as const, 'list' as const, 'remove' as const), path: pathArb }),
   fc.record({ op: fc.constant('mkdir' as const), path: pathArb, parents: fc.boolean() }),
   fc.record({ op: fc.constant('rename' as const), from: pathArb, to: pathArb, overwrite: fc.boolean() }),
@@ -93,7 +94,7 @@ async function run(op: Op): Promise<Buffer | null> {
   try {
     switch (op.op) {
       case 'put': {
-        const up = await storage.createUpload(op.path, { size: PAYLOAD.length, overwrite: op.overwrite, parents: op.parents });
+        const up = await storage.createUpload(op.path, { size: PAYLOAD.length, overwrite: op.overwrite, parents: op.parents, deferChecks: op.deferChecks });
         await up.write([PAYLOAD]);
         await up.commit(PAYLOAD_SHA);
         return null;

@@ -83,7 +83,10 @@ race('no operation under a flipping directory reaches outside the home', async (
         try {
           switch (i % 12) {
             case 0: {
-              const up = await storage.createUpload(`d/f${n}`, { size: PAYLOAD.length, overwrite: true, parents: i % 2 === 0 });
+              // With and without parents; every other pair the server's way for small uploads (deferChecks:
+              // checked only as the worker places the file).
+              const k = Math.floor(i / 12);
+              const up = await storage.createUpload(`d/f${n}`, { size: PAYLOAD.length, overwrite: true, parents: k % 2 === 0, deferChecks: (k >> 1) % 2 === 0 });
               await up.write([PAYLOAD]);
               await up.commit(PAYLOAD_SHA);
               break;
