@@ -993,18 +993,25 @@ class LocalUpload implements Upload {
         this.#received += total;
         return;
       }
-      try {
-        let done = (await handle.writev(chunks as Buffer[], this.#received)).bytesWritten;
+      const at = this.#received;
+      const writing = (async () => {
+        let done = (await handle.writev(chunks as Buffer[], at)).bytesWritten;
         while (done < total) {
-          const written = (await handle.writev(_skip(chunks, done), this.#received + done)).bytesWritten;
+          const written = (await handle.writev(_skip(chunks, done), at + done)).bytesWritten;
           if (written === 0) throw new FerryError('internal', `Cannot upload ${this.#s.shown}: the disk accepted no bytes`);
           done += written;
         }
+      })();
+      // Hashed here while a pool thread writes the same bytes (both only read them): the two overlap instead of
+      // taking turns. If the write fails, the upload fails with it; a digest that saw bytes the file did not
+      // could only make a later commit refuse (digest_mismatch), never accept.
+      for (const chunk of chunks) this.#hash.update(chunk);
+      try {
+        await writing;
       } catch (err) {
-        await handle.truncate(this.#received).catch(() => {});
+        await handle.truncate(at).catch(() => {});
         throw _fail(err, 'upload', this.#s.shown);
       }
-      for (const chunk of chunks) this.#hash.update(chunk);
       this.#received += total;
     });
   }
