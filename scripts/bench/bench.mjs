@@ -20,6 +20,8 @@ import net from 'node:net';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
+/** `ferry batch` runs with its default concurrency (read from the source, so that the note in the tables stays true). */
+const DEFAULT_CONCURRENCY = Number(/DEFAULT_CONCURRENCY = (\d+)/.exec(readFileSync(new URL('../../src/batch/manifest.ts', import.meta.url), 'utf8'))?.[1]);
 const WRITE = !QUICK || args.includes('--write');
 const KEEP = args.includes('--keep');
 const onlyArg = args.find((a) => a.startsWith('--only'));
@@ -191,7 +193,7 @@ async function startFerry(dataDir, extraArgs = []) {
   const homeDir = join(dataDir, 'homes', 'bench');
   const connect = (commands) => timed(FERRY, ['connect', `127.0.0.1:${port}`, '--user', 'bench', '--fingerprint', fingerprint], { input: commands.join('\n') + '\n', env: cenv });
   const batch = (manifest) => timed(FERRY, ['batch', '-'], { input: JSON.stringify(manifest), env: cenv });
-  const manifest = (ops) => ({ server: `127.0.0.1:${port}`, fingerprint, user: 'bench', password: '${FERRY_PASSWORD}', concurrency: 8, retries: 0, ops });
+  const manifest = (ops) => ({ server: `127.0.0.1:${port}`, fingerprint, user: 'bench', password: '${FERRY_PASSWORD}', retries: 0, ops }); // the default concurrency
   return { proc, pid: proc.pid, port, homeDir, connect, batch, manifest, stop: () => proc.kill('SIGTERM') };
 }
 
@@ -399,7 +401,7 @@ async function main() {
     const bytes = CFG.files * 4096;
     const fdest = join(ferry.homeDir, 'tree'), sdest = join(sshDir, 'tree'), qdest = join(ftpRoot, 'tree'), ldest = join(local, 'tree');
     const rmd = (p) => () => rmSync(p, { recursive: true, force: true });
-    const up = [{ name: 'ferry batch', note: 'concurrency 8', server: ferry, prepare: rmd(fdest), run: () => ferry.batch(ferry.manifest([{ put: srcDir, to: '/' }])), dest: fdest }];
+    const up = [{ name: 'ferry batch', note: `concurrency ${DEFAULT_CONCURRENCY}, the default`, server: ferry, prepare: rmd(fdest), run: () => ferry.batch(ferry.manifest([{ put: srcDir, to: '/' }])), dest: fdest }];
     if (ssh) up.push(
       { name: 'sftp -b put -r', server: ssh, prepare: rmd(sdest), run: () => ssh.sftp(null, [`put -r ${srcDir} ${sdest}`]), dest: sdest },
       { name: 'scp -r', server: ssh, prepare: rmd(sdest), run: () => ssh.scp(null, srcDir, ssh.remote(sshDir + '/'), true), dest: sdest },
@@ -410,7 +412,7 @@ async function main() {
     if (want('dirup')) await rounds(`upload ${CFG.files} files of 4 KiB`, bytes, up, CFG.dirRuns, !QUICK);
     // down: every server holds the tree
     for (const p of [fdest, sdest, qdest]) { rmSync(p, { recursive: true, force: true }); execFileSync('cp', ['-r', srcDir, p]); }
-    const down = [{ name: 'ferry batch', note: 'concurrency 8', server: ferry, prepare: rmd(ldest), run: () => ferry.batch(ferry.manifest([{ get: 'tree', to: local + '/' }])), dest: ldest }];
+    const down = [{ name: 'ferry batch', note: `concurrency ${DEFAULT_CONCURRENCY}, the default`, server: ferry, prepare: rmd(ldest), run: () => ferry.batch(ferry.manifest([{ get: 'tree', to: local + '/' }])), dest: ldest }];
     if (ssh) down.push(
       { name: 'sftp -b get -r', server: ssh, prepare: rmd(ldest), run: () => ssh.sftp(null, [`get -r ${sdest} ${ldest}`]), dest: ldest },
       { name: 'scp -r', server: ssh, prepare: rmd(ldest), run: () => ssh.scp(null, ssh.remote(sdest), local + '/', true), dest: ldest },
@@ -516,7 +518,7 @@ async function main() {
   out.push('');
   for (const w of wl) { out.push(`### ${w}\n`); out.push(table(w)); out.push(''); }
   if (concurrent) {
-    out.push(`### ${concurrent.clients} clients uploading ${concurrent.size / MiB} MiB each at once to one server\n\nOne user from one address, so the server runs with \`${concurrent.args}\` (the defaults, 32 and 16, are abuse limits).\n`);
+    out.push(`### ${concurrent.clients} clients uploading ${concurrent.size / MiB} MiB each at once to one server\n\nOne user from one address, so the server runs with \`${concurrent.args}\` (the defaults, 32 and 32, are abuse limits).\n`);
     out.push(`| clients | verified | failed | total wall s | aggregate MB/s | server CPU s | server peak RSS MB |\n|---|---|---|---|---|---|---|`);
     out.push(`| ${concurrent.clients} | ${concurrent.verified} | ${concurrent.failed.length} | ${fmtS(concurrent.wall)} | ${(concurrent.clients * concurrent.size / concurrent.wall / 1e6).toFixed(0)} | ${fmtS(concurrent.serverCpu)} | ${fmtMB(concurrent.peak)} |`);
     for (const f of concurrent.failed.slice(0, 3)) out.push(`\n> failure: ${f.replaceAll('\n', ' ')}`);

@@ -9,7 +9,7 @@ import { parseVirtualPath } from '../storage/paths.ts';
 export type Overwrite = 'skip' | 'replace' | 'fail';
 export const OVERWRITE_VALUES: readonly Overwrite[] = ['skip', 'replace', 'fail'];
 
-export const DEFAULT_CONCURRENCY = 8;
+export const DEFAULT_CONCURRENCY = 16;
 export const MAX_CONCURRENCY = 256;
 export const DEFAULT_RETRIES = 3;
 export const MAX_RETRIES = 100;

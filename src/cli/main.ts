@@ -16,7 +16,7 @@ export function buildCli() {
     .option('--config <file>', 'ferry.config.json or .yaml: host, port, data, signup, plugins with options')
     .option('--max-connections <n>', 'Connections in total (default: 1024)')
     .option('--max-connections-per-address <n>', 'Connections from one IP address (default: 32)')
-    .option('--max-transfers-per-user <n>', 'Uploads + downloads in flight per user, across connections (default: 16)')
+    .option('--max-transfers-per-user <n>', 'Uploads + downloads in flight per user, across connections (default: 32)')
     .option('--max-upload-size <size>', 'Largest file accepted, e.g. 500M, 20G (default: 1T)')
     .example('ferry serve --data ./ferry-data --port 2121')
     .example('ferry serve --plugin quota --plugin ./my-plugin.mjs --config ferry.config.yaml')

@@ -44,7 +44,7 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   idleTimeoutMs: 15 * 60_000,
   maxConnections: 1024,
   maxConnectionsPerAddress: 32,
-  maxTransfersPerUser: 16,
+  maxTransfersPerUser: 32,
   maxUploadBytes: 2 ** 40, // 1 TiB
   minFreeBytes: 64 * 1024 * 1024,
   partialMaxAgeMs: 7 * 24 * 3600_000,

@@ -97,9 +97,9 @@ valid('JSON is accepted, with line numbers', () => {
   assert.is(m.server.port, 2121);
 });
 
-valid('defaults: concurrency 8, retries 3, FERRY_PASSWORD when password is absent', () => {
+valid('defaults: concurrency 16, retries 3, FERRY_PASSWORD when password is absent', () => {
   const m = ok(`server: h\nuser: u\nops:\n  - mkdir: d\n`);
-  assert.is(m.concurrency, 8);
+  assert.is(m.concurrency, 16);
   assert.is(m.retries, 3);
   assert.is(m.password, 's3cret-pass');
   assert.is(m.fingerprint, null);
