@@ -52,9 +52,9 @@ const MAX_REFUSED_IDS = 1024;
  * Uploads of one session committing at once (fsync, then the rename into place). The frames after an `end`
  * go on while its commit runs; see `Session.waitForCommits` for what waits for it.
  */
-const MAX_COMMITS = 8;
+const MAX_COMMITS = 16;
 /** Downloads of one session being opened at once (see `Session.opening`). */
-const MAX_OPENING = 8;
+const MAX_OPENING = 16;
 /** Paths in audit events are cut to this many characters (a valid path is at most 4096 bytes). */
 const MAX_AUDIT_PATH = 4096;
 /** Most events one RDLOG returns. */
