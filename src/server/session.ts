@@ -737,10 +737,19 @@ export class Session {
     return undefined;
   }
 
-  /** A storage refusal of an upload in the protocol's words (as it starts, or as it commits after deferred checks). */
+  /**
+   * A storage refusal of an upload in the protocol's words (as it starts, or as it commits after deferred checks):
+   * `exists` when the client asked to overwrite is `permission_denied` for an account that may not.
+   */
   private uploadRefusal(err: unknown, path: string, overwriteAsked: boolean): unknown {
     if (err instanceof FerryError && err.code === 'exists') {
-      if (overwriteAsked) this.need('overwrite');
+      if (overwriteAsked) {
+        try {
+          this.need('overwrite');
+        } catch (denied) {
+          return denied;
+        }
+      }
       return new FerryError('exists', `'${path}' exists (use overwrite to replace it)`);
     }
     if (err instanceof FerryError && err.code === 'is_a_directory') return new FerryError('is_a_directory', `'${path}' is a directory`);
@@ -802,13 +811,7 @@ export class Session {
       this.info(`UPLD ${state.path}: received ${entry.size} B in ${durationMs} ms${resumedFrom ? ` (resumed at ${resumedFrom})` : ''}, sha256 verified`);
     } catch (err) {
       // commit() removes the partial itself on a mismatch; the id is finished either way (the client sent `end`).
-      let why = err;
-      try {
-        why = this.uploadRefusal(err, state.path, state.overwriteAsked);
-      } catch (denied) {
-        why = denied;
-      }
-      await this.failUpload(id, state, why, false);
+      await this.failUpload(id, state, this.uploadRefusal(err, state.path, state.overwriteAsked), false);
     }
   }
 

@@ -285,24 +285,13 @@ class LocalStorage implements Storage {
     if (options.deferChecks === true && this.#smallCommits(options)) return this.#deferredUpload(segments, shown, home, options);
     const parents = segments.slice(0, -1);
     const { dir, missing } = await this.#existingAncestor(parents, 'upload', shown);
-    if (missing.length > 0 && options.parents !== true) {
-      const absent = quotePath(joinVirtual(parents.slice(0, parents.length - missing.length + 1)));
-      throw new FerryError('not_found', `Cannot upload ${shown}: directory ${absent} does not exist`);
-    }
+    if (missing.length > 0 && options.parents !== true) throw _missingDirectory(parents, missing, shown);
     // Only a check, to refuse early: commit checks again, in the opened directory, at the moment of placing.
     const target = join(dir, ...missing, name);
     const existing = missing.length === 0 ? await this.#checkTarget(target, home, options.overwrite === true, 'upload', shown) : null;
     const replaces = existing === null ? null : _entry(name, existing);
 
-    if (!this.#locks.lock(target)) throw new FerryError('busy', `Cannot upload ${shown}: another upload of it is in progress`);
-    const key = `${createHash('sha256').update(joinVirtual(segments)).digest('hex')}-${size}`;
-    const partial = join(this.#partialDir, `${key}.part`);
-    const sidecar = join(this.#partialDir, `${key}.json`);
-    this.#locks.active.add(partial); // before the file is touched, so that a sweep cannot race us
-    const release = (): void => {
-      this.#locks.unlock(target);
-      this.#locks.active.delete(partial);
-    };
+    const { partial, sidecar, release, writeSidecar } = this.#reserve(target, segments, size, shown);
     // Small: nothing touches the disk until commit, which does it all in one hop (see SMALL_COMMIT_MAX).
     const small = this.#smallCommits(options) && missing.length === 0;
     let handle: FileHandle | undefined;
@@ -333,8 +322,6 @@ class LocalStorage implements Storage {
         const now = new Date();
         await handle.utimes(now, now); // a resumed partial starts a new life for the sweeper
       }
-      const writeSidecar = (): Promise<void> =>
-        writeFile(sidecar, `${JSON.stringify({ path: joinVirtual(segments), size, created: Date.now() })}\n`, { mode: 0o600 });
       let sidecarWritten = false;
       if (size >= SIDECAR_MIN_SIZE || options.resume === true) {
         if (offset === 0 || (await _lstatOrNull(sidecar)) === null) await writeSidecar();
@@ -367,6 +354,29 @@ class LocalStorage implements Storage {
     }
   }
 
+  /**
+   * Takes the upload lock on `target` (`busy` if another upload holds it) and names the partial and its sidecar
+   * (keyed by path and size); the partial is marked active before the file is touched, so that a sweep cannot
+   * race us. `release` undoes both.
+   */
+  #reserve(target: string, segments: readonly string[], size: number, shown: string) {
+    if (!this.#locks.lock(target)) throw new FerryError('busy', `Cannot upload ${shown}: another upload of it is in progress`);
+    const key = `${createHash('sha256').update(joinVirtual(segments)).digest('hex')}-${size}`;
+    const partial = join(this.#partialDir, `${key}.part`);
+    const sidecar = join(this.#partialDir, `${key}.json`);
+    this.#locks.active.add(partial);
+    return {
+      partial,
+      sidecar,
+      release: (): void => {
+        this.#locks.unlock(target);
+        this.#locks.active.delete(partial);
+      },
+      writeSidecar: (): Promise<void> =>
+        writeFile(sidecar, `${JSON.stringify({ path: joinVirtual(segments), size, created: Date.now() })}\n`, { mode: 0o600 }),
+    };
+  }
+
   /** Whether an upload is held in memory and committed in one hop to a worker (see SMALL_COMMIT_MAX). */
   #smallCommits(options: UploadOptions): boolean {
     return this.#pin === true && this.#locks.commits !== null && options.resume !== true && options.size <= SMALL_COMMIT_MAX;
@@ -379,16 +389,7 @@ class LocalStorage implements Storage {
    * way locks the resolved path: the two differ only through a symlinked directory in the home).
    */
   async #deferredUpload(segments: readonly string[], shown: string, home: string, options: UploadOptions): Promise<Upload> {
-    const target = join(home, ...segments);
-    if (!this.#locks.lock(target)) throw new FerryError('busy', `Cannot upload ${shown}: another upload of it is in progress`);
-    const key = `${createHash('sha256').update(joinVirtual(segments)).digest('hex')}-${options.size}`;
-    const partial = join(this.#partialDir, `${key}.part`);
-    const sidecar = join(this.#partialDir, `${key}.json`);
-    this.#locks.active.add(partial);
-    const release = (): void => {
-      this.#locks.unlock(target);
-      this.#locks.active.delete(partial);
-    };
+    const { partial, sidecar, release, writeSidecar } = this.#reserve(join(home, ...segments), segments, options.size, shown);
     try {
       await this.#ensurePartialDir();
     } catch (err) {
@@ -403,7 +404,7 @@ class LocalStorage implements Storage {
       partial,
       sidecar,
       sidecarWritten: false,
-      writeSidecar: () => writeFile(sidecar, `${JSON.stringify({ path: joinVirtual(segments), size: options.size, created: Date.now() })}\n`, { mode: 0o600 }),
+      writeSidecar,
       replaces: null,
       createsParents: false,
       handle: undefined,
@@ -825,10 +826,7 @@ class LocalStorage implements Storage {
       const parents = segments.slice(0, -1);
       try {
         const { missing } = await this.#existingAncestor(parents, 'upload', shown);
-        if (missing.length > 0 && options.parents !== true) {
-          const absent = quotePath(joinVirtual(parents.slice(0, parents.length - missing.length + 1)));
-          return { error: new FerryError('not_found', `Cannot upload ${shown}: directory ${absent} does not exist`), partialKept: false };
-        }
+        if (missing.length > 0 && options.parents !== true) return { error: _missingDirectory(parents, missing, shown), partialKept: false };
         if (missing.length > 0 && options.mayCreateParents === false) {
           return { error: new FerryError('permission_denied', 'Your account may not mkdir'), partialKept: false };
         }
@@ -1167,6 +1165,12 @@ class LocalReadHandle implements ReadHandle {
 }
 
 // ---- module helpers ----
+
+/** `not_found` for an upload whose first missing directory (of `parents`, `missing` of them absent) is named. */
+function _missingDirectory(parents: readonly string[], missing: readonly string[], shown: string): FerryError {
+  const absent = quotePath(joinVirtual(parents.slice(0, parents.length - missing.length + 1)));
+  return new FerryError('not_found', `Cannot upload ${shown}: directory ${absent} does not exist`);
+}
 
 let pinProbe: Promise<boolean> | undefined;
 

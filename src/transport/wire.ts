@@ -96,11 +96,16 @@ export class Wire {
     process.nextTick(this.uncork);
   }
 
+  /** A DATA frame of `size` bytes is about to be written: held with the others if small, else on its own. */
+  private holdIfSmall(size: number): void {
+    if (size <= SMALL_FRAME) this.hold();
+    else this.uncork();
+  }
+
   /** Sends one DATA frame; false means the socket buffer is full and the caller should `await drained()`. */
   sendData(id: number, payload: Uint8Array): boolean {
     if (this.closed) return false;
-    if (payload.length <= SMALL_FRAME) this.hold();
-    else this.uncork();
+    this.holdIfSmall(payload.length);
     const [header, body] = encodeData(id, payload);
     this.socket.cork();
     this.socket.write(header);
@@ -121,8 +126,7 @@ export class Wire {
       onWritten();
       return false;
     }
-    if (frame.length <= SMALL_FRAME) this.hold();
-    else this.uncork();
+    this.holdIfSmall(frame.length);
     writeHeader(frame, FrameKind.DATA, id, frame.length - HEADER_SIZE);
     this.bytesOut += frame.length;
     return this.socket.write(frame, () => onWritten());
