@@ -3,7 +3,7 @@ import { definePlugin, type FerryPlugin, type PluginLogger, type Usage } from '.
 import { Ledger } from './ledger.ts';
 import { limitsAnyone, limitsFor, validate, type Limits, type QuotaOptions } from './options.ts';
 import { scanHome } from './scan.ts';
-import { formatSize } from './size.ts';
+import { formatSize } from '../../src/core/size.ts';
 
 export type { QuotaOptions } from './options.ts';
 

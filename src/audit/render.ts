@@ -1,3 +1,4 @@
+import { escapeText, quote, word } from '../core/text.ts';
 import type { AuditEvent, AuditEventType } from './event.ts';
 
 /** How `renderEvent` formats. */
@@ -143,19 +144,15 @@ function _user(user: string): string {
 
 /** The user as the original printed it (bare) when that is unambiguous, else quoted. */
 function _bareUser(user: string): string {
-  return /^[\w.@+-]+$/.test(user) ? user : _user(user);
+  return user === '' ? _user(user) : word(user, Number.POSITIVE_INFINITY);
 }
 
+/** Text from a client, quoted and escaped (events are bounded when recorded, so no cut here). */
 function _quote(text: string): string {
-  return `'${_clean(text).replace(/'/g, "\\'")}'`;
+  return quote(text, Number.POSITIVE_INFINITY);
 }
-
-// C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides; and the backslash,
-// so that an escape in the output always means one.
-const _UNSAFE = /[\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-const _SHORT: Readonly<Record<string, string>> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 /** Text from outside made safe for one terminal line. */
 function _clean(text: string): string {
-  return text.replace(_UNSAFE, (c) => _SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escapeText(text);
 }

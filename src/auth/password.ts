@@ -7,7 +7,7 @@
  * or older defaults still verifies after the defaults change.
  */
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { FerryError } from '../protocol/errors.ts';
+import { FerryError } from '../core/errors.ts';
 
 /** Default cost: N = 2^15, r = 8, p = 1 (32 MiB of memory per hash). */
 export const SCRYPT_DEFAULTS: Readonly<{ N: number; r: number; p: number; keylen: number; saltBytes: number }> = {

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../fs/atomic.ts';
-import { FerryError } from '../protocol/errors.ts';
+import { FerryError } from '../core/errors.ts';
 import { hashPassword, validatePassword } from './password.ts';
 import { PERMISSIONS, type Account, type Permission, type Role, type UserRecord } from './types.ts';
 

@@ -1,9 +1,9 @@
 import { isAbsolute, resolve } from 'node:path';
 import picomatch from 'picomatch';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
-import { parseTarget } from '../client/client.ts';
+import { parseAddress } from '../core/address.ts';
 import { parseFingerprint } from '../tls/fingerprint.ts';
-import { parseVirtualPath } from '../storage/paths.ts';
+import { parseVirtualPath } from '../core/paths.ts';
 
 /** What to do when the destination of a transfer or rename already exists. */
 export type Overwrite = 'skip' | 'replace' | 'fail';
@@ -456,7 +456,7 @@ function _parseManifest(text: string, options: ParseOptions): ParseResult {
     const s = c.string(serverEntry, 'server', { nonEmpty: true });
     if (s !== null) {
       try {
-        server = parseTarget(s.trim());
+        server = parseAddress(s.trim());
       } catch (err) {
         c.problem(serverEntry.at, 'server', (err as Error).message);
       }

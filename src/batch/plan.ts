@@ -5,8 +5,9 @@ import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
 import picomatch from 'picomatch';
 import { glob } from 'tinyglobby';
 import { PARTIAL_SUFFIX } from '../client/client.ts';
-import { FerryError, type Entry } from '../protocol/mod.ts';
-import { parseVirtualPath } from '../storage/paths.ts';
+import { FerryError } from '../core/errors.ts';
+import type { Entry } from '../core/entry.ts';
+import { parseVirtualPath } from '../core/paths.ts';
 import type { FileRecord } from './journal.ts';
 import { isGlob, normaliseRemote, type GetOp, type Op, type PutOp } from './manifest.ts';
 

@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { OpKind, Problem } from './manifest.ts';
 import { SKIP_TEXT, type SkipReason } from './plan.ts';
-import { formatBytes } from '../units.ts';
+import { formatBytes } from '../core/size.ts';
 
 /** Where a file event happened: the op (index in `ops`), its kind, and the file's source and destination. */
 export interface FileRef {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, isMap, isSeq, parseDocument, type Node } from 'yaml';
+import { parseSize, SIZE_RULE } from '../core/size.ts';
 import type { PluginSpec } from '../plugin/load.ts';
 
 /** What `ferry serve --config FILE` may set; command-line flags win over the file. */
@@ -10,10 +11,17 @@ export interface ServeConfig {
   data?: string;
   signup?: 'open' | 'closed';
   insecure?: boolean;
+  maxConnections?: number;
+  maxConnectionsPerAddress?: number;
+  maxTransfersPerUser?: number;
+  /** Bytes (the file takes a size such as `20 GiB`, read by the one rule of core/size.ts). */
+  maxUploadSize?: number;
   plugins: PluginSpec[];
 }
 
-const TOP_FIELDS = ['host', 'port', 'data', 'signup', 'insecure', 'plugins'] as const;
+const TOP_FIELDS = [
+  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'plugins',
+] as const;
 
 /** A plugin given by word: a path if it looks like a file, otherwise a bundled plugin's name. */
 export function pluginSpecFromWord(word: string): PluginSpec {
@@ -69,6 +77,18 @@ export async function readServeConfig(file: string): Promise<{ config: ServeConf
         if (typeof plain !== 'boolean') at(node, key, 'must be true or false');
         else config.insecure = plain;
         break;
+      case 'maxConnections':
+      case 'maxConnectionsPerAddress':
+      case 'maxTransfersPerUser':
+        if (typeof plain !== 'number' || !Number.isSafeInteger(plain) || plain < 1) at(node, key, 'must be a whole number of 1 or more');
+        else config[key] = plain;
+        break;
+      case 'maxUploadSize': {
+        const bytes = parseSize(plain);
+        if (bytes === null || bytes < 1) at(node, key, `must be ${SIZE_RULE}`);
+        else config.maxUploadSize = bytes;
+        break;
+      }
       case 'plugins': {
         if (!isSeq(node)) {
           at(node, key, 'must be a list');

@@ -3,8 +3,10 @@ import { basename, join, posix, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { renderEvent } from '../audit/render.ts';
 import { compressionForClient } from '../../plugins/compress/client.ts';
-import { connect, parseTarget, type FerryClient, type HostCheck, type UsageInfo } from '../client/client.ts';
-import { FerryError, type Entry } from '../protocol/mod.ts';
+import { parseAddress } from '../core/address.ts';
+import { connect, type FerryClient, type HostCheck, type UsageInfo } from '../client/client.ts';
+import { FerryError } from '../core/errors.ts';
+import type { Entry } from '../core/entry.ts';
 import { formatBytes, formatRate, formatSeconds, formatTime, splitWords } from './format.ts';
 import { progressBar } from './progress.ts';
 import { Prompt } from './prompt.ts';
@@ -442,7 +444,7 @@ export async function runConnect(target: string | undefined, options: ConnectCli
       if (answer === null) return;
       address = answer.trim();
     }
-    const shell = new Shell(parseTarget(address), options, prompt, out);
+    const shell = new Shell(parseAddress(address), options, prompt, out);
     await shell.open();
     if (!(await shell.authenticateInteractively())) {
       await shell.client?.quit();
@@ -471,7 +473,7 @@ export async function runConnect(target: string | undefined, options: ConnectCli
 
 async function runScripted(target: string | undefined, options: ConnectCliOptions, out: (line: string) => void): Promise<void> {
   if (!target) throw new Error('Not a terminal: give the server address (ferry connect HOST[:PORT])');
-  const shell = new Shell(parseTarget(target), options, null, out);
+  const shell = new Shell(parseAddress(target), options, null, out);
   await shell.open();
   try {
     await shell.authenticateFromEnvironment();

@@ -1,4 +1,4 @@
-import { FerryError } from '../protocol/errors.ts';
+import { FerryError } from '../core/errors.ts';
 
 /** Prints one clear line (or the few lines of a host-key warning) and sets a non-zero exit code. */
 export function handleError(err: unknown): void {

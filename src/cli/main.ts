@@ -7,7 +7,7 @@ export function buildCli() {
 
   cli
     .command('serve', 'Run a ferry server')
-    .option('--host <host>', 'Address to listen on (default: 0.0.0.0)')
+    .option('--host <host>', 'Address to listen on (default: every address, IPv6 and IPv4)')
     .option('--port <port>', 'Port to listen on, 0 for any free port (default: 2121)')
     .option('--data <dir>', 'Data directory: identity, users, audit log, homes (default: ./ferry-data)')
     .option('--signup <mode>', 'open: anyone may create an account; closed: only `ferry user add` (default: open)')
@@ -17,7 +17,7 @@ export function buildCli() {
     .option('--max-connections <n>', 'Connections in total (default: 1024)')
     .option('--max-connections-per-address <n>', 'Connections from one IP address (default: 32)')
     .option('--max-transfers-per-user <n>', 'Uploads + downloads in flight per user, across connections (default: 32)')
-    .option('--max-upload-size <size>', 'Largest file accepted, e.g. 500M, 20G (default: 1T)')
+    .option('--max-upload-size <size>', 'Largest file accepted: 500M, 20 GiB (powers of 1024) or 1GB (powers of 1000) (default: 1T)')
     .example('ferry serve --data ./ferry-data --port 2121')
     .example('ferry serve --plugin quota --plugin ./my-plugin.mjs --config ferry.config.yaml')
     .action(async (options) => (await import('./serve.ts')).runServe(options));

@@ -1,4 +1,7 @@
 import { resolve } from 'node:path';
+import { formatAddress } from '../core/address.ts';
+import { parseSize, SIZE_RULE } from '../core/size.ts';
+import { escapeText } from '../core/text.ts';
 import { loadPlugins, type PluginSpec } from '../plugin/load.ts';
 import { FerryServer } from '../server/server.ts';
 import { consoleLog, type ServerLog } from '../server/console.ts';
@@ -29,20 +32,19 @@ function parseCount(flag: string, value: string | number | undefined): number | 
   return n;
 }
 
-/** `123`, `64K`, `500M`, `20G`, `1T` (powers of 1024; an optional `iB`/`B`) to bytes. */
+/** A size from a flag (the one rule of core/size.ts: 500M, 20 GiB, 1GB), or undefined when the flag is absent. */
 export function parseByteSize(flag: string, value: string | number | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(String(value));
-  const bytes = m ? Math.floor(Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase())) : NaN;
-  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new Error(`Invalid --${flag} '${value}': use a size such as 500M or 20G`);
+  const bytes = parseSize(typeof value === 'number' ? String(value) : value);
+  if (bytes === null || bytes < 1) throw new Error(`Invalid --${flag} '${escapeText(String(value), 40)}': use ${SIZE_RULE}`);
   return bytes;
 }
 
 function pluginLogger(log: ServerLog, name: string) {
   return {
-    info: (m: string) => log.info(`[plugin ${name}] ${m}`),
-    warn: (m: string) => log.warn(`[plugin ${name}] ${m}`),
-    error: (m: string) => log.warn(`[plugin ${name}] ${m}`),
+    info: (m: string) => log.info(`[plugin ${name}] ${escapeText(String(m), 2000)}`),
+    warn: (m: string) => log.warn(`[plugin ${name}] ${escapeText(String(m), 2000)}`),
+    error: (m: string) => log.warn(`[plugin ${name}] ${escapeText(String(m), 2000)}`),
   };
 }
 
@@ -70,27 +72,29 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
       : undefined;
   const server = new FerryServer(
     {
-      host: options.host ?? config.host ?? '0.0.0.0',
+      host: options.host ?? config.host ?? null,
       port: parsePort(options.port ?? config.port),
       dataDir,
       signup,
       insecure: options.insecure === true || config.insecure === true,
       ...defined({
-        maxConnections: parseCount('max-connections', options.maxConnections),
-        maxConnectionsPerAddress: parseCount('max-connections-per-address', options.maxConnectionsPerAddress),
-        maxTransfersPerUser: parseCount('max-transfers-per-user', options.maxTransfersPerUser),
-        maxUploadBytes: parseByteSize('max-upload-size', options.maxUploadSize),
+        maxConnections: parseCount('max-connections', options.maxConnections) ?? config.maxConnections,
+        maxConnectionsPerAddress: parseCount('max-connections-per-address', options.maxConnectionsPerAddress) ?? config.maxConnectionsPerAddress,
+        maxTransfersPerUser: parseCount('max-transfers-per-user', options.maxTransfersPerUser) ?? config.maxTransfersPerUser,
+        maxUploadBytes: parseByteSize('max-upload-size', options.maxUploadSize) ?? config.maxUploadSize,
       }),
     },
     log,
     plugins,
   );
   const info = await server.start().catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'EADDRINUSE') throw new Error(`Cannot listen on ${options.host ?? '0.0.0.0'}:${parsePort(options.port)}: address already in use`);
+    const where = formatAddress(options.host ?? config.host ?? '::', parsePort(options.port ?? config.port));
+    if (err.code === 'EADDRINUSE') throw new Error(`Cannot listen on ${where}: address already in use`);
+    if (err.code === 'EADDRNOTAVAIL' || err.code === 'EAFNOSUPPORT') throw new Error(`Cannot listen on ${where}: no such address on this machine`);
     if (err.code === 'EACCES') throw new Error(`Cannot listen on port ${parsePort(options.port)}: permission denied`);
     throw err;
   });
-  const where = info.host.includes(':') ? `[${info.host}]:${info.port}` : `${info.host}:${info.port}`;
+  const where = formatAddress(info.host, info.port);
   const lines = [
     `ferry ${VERSION} serving ${info.dataDir}`,
     `listening on ${where} (${info.fingerprint ? 'TLS 1.3' : 'PLAIN TCP'})`,

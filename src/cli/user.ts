@@ -7,7 +7,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { consola } from 'consola';
-import { FerryError } from '../protocol/errors.ts';
+import { FerryError } from '../core/errors.ts';
 import { Prompt } from './prompt.ts';
 import {
   normalizePermissions,

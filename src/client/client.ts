@@ -4,9 +4,11 @@ import { rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { AuditEvent } from '../audit/event.ts';
-import {
-  DEFAULT_LIMITS, HEADER_SIZE, FerryError, PROTOCOL_VERSION, type ErrorCode, parseServerMessage, type Entry, type ServerMessage, type ServerMessageOf,
-} from '../protocol/mod.ts';
+import { FerryError, type ErrorCode } from '../core/errors.ts';
+import type { Entry } from '../core/entry.ts';
+import { DEFAULT_LIMITS, HEADER_SIZE, PROTOCOL_VERSION, parseServerMessage, type ServerMessage, type ServerMessageOf } from '../protocol/mod.ts';
+import { DEFAULT_PORT } from '../core/address.ts';
+import { utimeSeconds } from '../fs/time.ts';
 import { fingerprintFromHex } from '../tls/identity.ts';
 import { VERSION } from '../version.ts';
 import { settled } from '../transport/streams.ts';
@@ -16,7 +18,6 @@ import type { ClientEncodings } from './encodings.ts';
 import { LocalFile, LocalTarget } from './local-file.ts';
 import { Mailbox } from './mailbox.ts';
 
-export const DEFAULT_PORT = 2121;
 /** Uploads at least this big ask the server for a partial to resume unless told otherwise. */
 export const AUTO_RESUME_BYTES = 1024 * 1024;
 const READ_CHUNK = 512 * 1024;
@@ -154,29 +155,6 @@ interface Pending {
   onMessage(msg: ServerMessage): void;
   onData(chunk: Buffer): void;
   onClose(err: Error): void;
-}
-
-/** Parses `host`, `host:port`, `[v6]:port` or `v6`. */
-export function parseTarget(target: string): { host: string; port: number } {
-  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(target);
-  let host: string;
-  let port: string | undefined;
-  if (bracket) {
-    host = bracket[1] as string;
-    port = bracket[2];
-  } else if (net.isIPv6(target)) {
-    host = target;
-  } else {
-    const i = target.lastIndexOf(':');
-    host = i >= 0 ? target.slice(0, i) : target;
-    port = i >= 0 ? target.slice(i + 1) : undefined;
-  }
-  if (!host) throw new Error(`Cannot parse server address '${target}': no host`);
-  const portNumber = port === undefined ? DEFAULT_PORT : Number(port);
-  if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
-    throw new Error(`Cannot parse server address '${target}': port must be 1-65535`);
-  }
-  return { host, port: portNumber };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string, onTimeout: () => void): Promise<T> {
@@ -341,7 +319,7 @@ export class FerryClient {
       },
       DEFAULT_LIMITS,
     );
-    const offered = ['resume', ...(encodings?.names.map((n) => `encoding:${n}`) ?? [])];
+    const offered = ['resume', 'too_large', ...(encodings?.names.map((n) => `encoding:${n}`) ?? [])];
     this.wire.send(0, { t: 'hello', v: PROTOCOL_VERSION, agent: `ferry/${VERSION}`, features: offered });
   }
 
@@ -845,7 +823,7 @@ export class FerryClient {
           // Local metadata calls: microseconds each, cheaper than a thread-pool round trip.
           renameSync(partPath, localPath);
           try {
-            utimesSync(localPath, new Date(), new Date(meta.mtime));
+            utimesSync(localPath, new Date(), utimeSeconds(meta.mtime));
           } catch {
             // The file is in place; a time that cannot be set is not worth failing for.
           }

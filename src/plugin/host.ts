@@ -1,4 +1,5 @@
-import { FerryError } from '../protocol/errors.ts';
+import { FerryError } from '../core/errors.ts';
+import { escapeText } from '../core/text.ts';
 import {
   HOOK_KINDS, type Deny, type FerryPlugin, type FirstHook, type HookEntry, type HookName, type Hooks, type NotifyHook, type PluginLogger, type VetoHook,
 } from './types.ts';
@@ -18,7 +19,7 @@ export class PluginError extends Error {
     readonly hook: HookName | 'setup' | 'load',
     cause: unknown,
   ) {
-    super(`Plugin '${plugin}' failed in ${hook === 'setup' || hook === 'load' ? hook : `hook '${hook}'`}: ${cause instanceof Error ? cause.message : String(cause)}`);
+    super(`Plugin '${plugin}' failed in ${hook === 'setup' || hook === 'load' ? hook : `hook '${hook}'`}: ${escapeText(cause instanceof Error ? cause.message : String(cause), 500)}`);
     this.name = 'PluginError';
   }
 }

@@ -1,8 +1,8 @@
 import type { Transform } from 'node:stream';
 import type { AuditEvent } from '../audit/event.ts';
 import type { Permission, Role } from '../auth/types.ts';
-import type { ErrorCode } from '../protocol/errors.ts';
-import type { Entry } from '../protocol/messages.ts';
+import type { ErrorCode } from '../core/errors.ts';
+import type { Entry } from '../core/entry.ts';
 
 /**
  * The plugin contract. Every hook's signature lives in `Hooks`; its *kind* — how the host calls it and

@@ -1,4 +1,4 @@
-import { FerryError } from './errors.ts';
+import { FerryError } from '../core/errors.ts';
 import { FrameKind, HEADER_SIZE, PREAMBLE, type Limits } from './frame.ts';
 
 export interface DecoderSink {

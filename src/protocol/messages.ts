@@ -1,4 +1,5 @@
-import { FerryError, isErrorCode, type ErrorCode } from './errors.ts';
+import { FerryError, isErrorCode, type ErrorCode } from '../core/errors.ts';
+import { quote } from '../core/text.ts';
 
 /**
  * Control messages are JSON objects with a type tag `t`. Each type's fields are declared once, in the
@@ -95,11 +96,11 @@ function parse<T extends Record<string, Spec>>(table: T, body: Buffer | string):
   const record = value as Record<string, unknown>;
   const t = record.t;
   if (typeof t !== 'string' || !Object.hasOwn(table, t)) {
-    throw new FerryError('unknown_message', `Unknown message type ${String(JSON.stringify(t) ?? "(none)").slice(0, 40)}`);
+    throw new FerryError('unknown_message', `Unknown message type ${typeof t === 'string' ? quote(t, 40) : '(none)'}`);
   }
   const spec = table[t] as Spec;
   for (const key of Object.keys(record)) {
-    if (key !== 't' && !Object.hasOwn(spec, key)) throw new FerryError('bad_message', `Message '${t}' has an unknown field '${key.slice(0, 40)}'`);
+    if (key !== 't' && !Object.hasOwn(spec, key)) throw new FerryError('bad_message', `Message '${t}' has an unknown field ${quote(key, 40)}`);
   }
   for (const [key, type] of Object.entries(spec)) {
     const present = record[key] !== undefined;
@@ -128,12 +129,3 @@ export function parseServerMessage(body: Buffer | string): ServerMessage {
 }
 
 export type ErrorMessage = { t: 'error'; code: ErrorCode; message: string };
-
-/** One entry of a directory listing, as sent in `entries` and `stat`. */
-export interface Entry {
-  name: string;
-  type: 'file' | 'dir';
-  size: number;
-  /** Modification time, milliseconds since the epoch. */
-  mtime: number;
-}

@@ -1,5 +1,5 @@
 import type { Transform } from 'node:stream';
-import { FerryError } from '../protocol/errors.ts';
+import { FerryError } from '../core/errors.ts';
 import type { Upload } from '../storage/storage.ts';
 import { settled } from '../transport/streams.ts';
 

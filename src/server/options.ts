@@ -1,7 +1,11 @@
 import { DEFAULT_LIMITS, type Limits } from '../protocol/mod.ts';
 
 export interface ServerOptions {
-  host: string;
+  /**
+   * Address to listen on. The default (`null`) listens on every address: IPv6 and IPv4 together on one
+   * dual-stack socket (`::`), or IPv4 alone (`0.0.0.0`) where the host has no IPv6.
+   */
+  host: string | null;
   port: number;
   /** Everything lives here: identity/, users.json, audit.log, homes/, .partial/. */
   dataDir: string;
@@ -19,7 +23,7 @@ export interface ServerOptions {
   maxConnectionsPerAddress: number;
   /** Uploads plus downloads one user may have in flight, across all their connections; more get `busy`. */
   maxTransfersPerUser: number;
-  /** Largest declared upload size in bytes; a larger `put` is refused (`quota_exceeded`) before any byte is stored. */
+  /** Largest declared upload size in bytes; a larger `put` is refused (`too_large`) before any byte is stored. */
   maxUploadBytes: number;
   /**
    * Free space the data directory's file system must keep after an upload's remaining bytes; an upload that
@@ -33,7 +37,7 @@ export interface ServerOptions {
 }
 
 export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
-  host: '0.0.0.0',
+  host: null,
   port: 2121,
   dataDir: './ferry-data',
   signup: 'open',

@@ -5,7 +5,9 @@ import tls from 'node:tls';
 import { AuditLog } from '../audit/log.ts';
 import { LoginThrottle, RateLimit } from '../auth/throttle.ts';
 import { UserStore } from '../auth/users.ts';
-import { FerryError } from '../protocol/mod.ts';
+import { canonicalIp } from '../core/address.ts';
+import { FerryError } from '../core/errors.ts';
+import { escapeText } from '../core/text.ts';
 import { PluginHost } from '../plugin/host.ts';
 import { LocalDiskDriver } from '../storage/local.ts';
 import { loadOrCreateIdentity } from '../tls/identity.ts';
@@ -69,7 +71,7 @@ export class FerryServer {
       log: this.log,
       plugins: this.plugins,
       agent: `ferry/${VERSION}`,
-      features: ['resume', ...this.plugins.features],
+      features: ['resume', 'too_large', ...this.plugins.features],
     };
 
     const onSocket = (socket: net.Socket) => this.accept(socket, ctx);
@@ -87,18 +89,12 @@ export class FerryServer {
       : net.createServer(onSocket);
     if (identity) {
       listener.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
-        this.log.info(`[${socket.remoteAddress ?? '?'}] TLS handshake failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+        this.log.info(`[${canonicalIp(socket.remoteAddress ?? '?')}] TLS handshake failed: ${escapeText((err as NodeJS.ErrnoException).code ?? err.message, 200)}`);
       });
     }
     listener.on('error', (err) => this.log.warn(`listener error: ${err.message}`));
     this.listener = listener;
-    await new Promise<void>((resolveListen, reject) => {
-      listener.once('error', reject);
-      listener.listen(this.options.port, this.options.host, () => {
-        listener.off('error', reject);
-        resolveListen();
-      });
-    });
+    await listen(listener, this.options.port, this.options.host);
     const address = listener.address() as net.AddressInfo;
     await this.plugins.notifyAndWait('server:start', { host: address.address, port: address.port, dataDir });
     return {
@@ -112,7 +108,7 @@ export class FerryServer {
 
   private accept(socket: net.Socket, ctx: ServerContext): void {
     socket.on('error', () => {}); // reported by the session; never an uncaught exception
-    const host = socket.remoteAddress ?? '?';
+    const host = canonicalIp(socket.remoteAddress ?? '?');
     const count = (this.perAddress.get(host) ?? 0) + 1;
     this.perAddress.set(host, count);
     socket.once('close', () => {
@@ -153,5 +149,29 @@ export class FerryServer {
     await closing;
     await this.plugins.notifyAndWait('server:stop');
     await this.audit?.close();
+  }
+}
+
+/**
+ * Listens on `host`, or, when none is given, on every address: a dual-stack socket on `::` (IPv4 clients
+ * arrive as ::ffff:a.b.c.d, which sessions show as a.b.c.d), falling back to `0.0.0.0` where the host has no
+ * IPv6 at all.
+ */
+async function listen(listener: net.Server, port: number, host: string | null): Promise<void> {
+  const attempt = (options: net.ListenOptions) =>
+    new Promise<void>((resolveListen, reject) => {
+      listener.once('error', reject);
+      listener.listen(options, () => {
+        listener.off('error', reject);
+        resolveListen();
+      });
+    });
+  if (host !== null) return attempt({ port, host });
+  try {
+    await attempt({ port, host: '::', ipv6Only: false });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL' && code !== 'EINVAL') throw err;
+    await attempt({ port, host: '0.0.0.0' });
   }
 }

@@ -5,12 +5,14 @@ import { auditTime } from '../audit/log.ts';
 import { burnPasswordCheck, validatePassword, verifyPassword } from '../auth/password.ts';
 import { validateUsername } from '../auth/users.ts';
 import { PERMISSIONS, type Account, type Permission } from '../auth/types.ts';
-import {
-  FerryError, HEADER_SIZE, PROTOCOL_VERSION, isErrorCode, parseClientMessage, type ClientMessage, type ClientMessageOf, type Entry,
-} from '../protocol/mod.ts';
+import { FerryError, isErrorCode, type ErrorCode } from '../core/errors.ts';
+import type { Entry } from '../core/entry.ts';
+import { HEADER_SIZE, PROTOCOL_VERSION, parseClientMessage, type ClientMessage, type ClientMessageOf } from '../protocol/mod.ts';
 import type { Actor, Deny, DownloadOp, EncodedStream, Outcome, UploadOp } from '../plugin/types.ts';
 import { DecodingWriter } from './encoding.ts';
-import { joinVirtual, parseVirtualPath } from '../storage/paths.ts';
+import { joinVirtual, parseVirtualPath, quotePath } from '../core/paths.ts';
+import { escapeText, word } from '../core/text.ts';
+import { canonicalIp, formatAddress } from '../core/address.ts';
 import type { Storage, Upload } from '../storage/storage.ts';
 import { settled } from '../transport/streams.ts';
 import { Wire } from '../transport/wire.ts';
@@ -117,9 +119,9 @@ export class Session {
     socket: Socket,
     private readonly ctx: ServerContext,
   ) {
-    const host = socket.remoteAddress ?? '?';
+    const host = canonicalIp(socket.remoteAddress ?? '?');
     this.host = host;
-    this.address = host.includes(':') ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
+    this.address = formatAddress(host, socket.remotePort ?? 0);
     this.wire = new Wire(
       socket,
       {
@@ -147,7 +149,7 @@ export class Session {
   }
 
   private info(line: string): void {
-    this.ctx.log.info(`[#${this.number} ${this.address}${this.account ? ` ${this.account.name}` : ''}] ${line}`);
+    this.ctx.log.info(`[#${this.number} ${this.address}${this.account ? ` ${word(this.account.name)}` : ''}] ${line}`);
   }
 
   private timeout(what: string): void {
@@ -176,8 +178,9 @@ export class Session {
         const deny = await this.gate;
         this.gate = null;
         if (deny) {
-          this.info(`Refused by a plugin: ${deny.message}`);
-          this.wire.fail(new FerryError(isErrorCode(deny.deny) ? deny.deny : 'denied', String(deny.message)));
+          const refusal = refusalOf(deny);
+          this.info(`Refused by a plugin: ${refusal.message}`);
+          this.wire.fail(refusal);
           return;
         }
       }
@@ -260,7 +263,7 @@ export class Session {
 
   private async onRequest(id: number, msg: ClientMessage): Promise<void> {
     if (msg.t === 'error') {
-      this.info(`The client gave up on the connection: ${msg.code.slice(0, 40)}: ${msg.message.slice(0, 200)}`);
+      this.info(`The client gave up on the connection: ${escapeText(msg.code, 40)}: ${escapeText(msg.message, 200)}`);
       this.stage = 'closed';
       this.wire.end();
       return;
@@ -298,8 +301,8 @@ export class Session {
         this.audit({ event: msg.t === 'put' ? 'upload' : 'download', path: msg.path, result: 'error', error: ferr.code });
       }
       this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
-      const word = INSTRUCTION[msg.t];
-      if (word) this.info(`${word} ${describe(msg)}: ${ferr.code}: ${ferr.message}`);
+      const verb = INSTRUCTION[msg.t];
+      if (verb) this.info(`${verb} ${describe(msg)}: ${ferr.code}: ${ferr.message}`);
     }
   }
 
@@ -330,7 +333,7 @@ export class Session {
         this.need('list');
         const entry = await storage.stat(msg.path);
         await this.vetoed(this.plugins.has('list:before') && this.plugins.veto('list:before', { ...this.actor(), path: msg.path, entry }));
-        if (!entry) throw new FerryError('not_found', `No such file or directory: '${msg.path}'`);
+        if (!entry) throw new FerryError('not_found', `No such file or directory: ${quotePath(msg.path)}`);
         const usage = await this.usage();
         if (!msg.sha256 || entry.type !== 'file') return { entry, ...usage };
         // Hashing reads the whole file: it needs the download permission, like reading it would.
@@ -349,7 +352,7 @@ export class Session {
           await this.vetoed(this.plugins.has('delete:before') && this.plugins.veto('delete:before', op));
           await this.notified((outcome) => this.plugins.notify('delete:after', op, outcome), this.plugins.has('delete:after'), () => storage.remove(msg.path));
         });
-        this.info(`DELF ${msg.path}: deleted`);
+        this.info(`DELF ${escapeText(msg.path, 200)}: deleted`);
         return null;
       }
       case 'mkdir': {
@@ -361,7 +364,7 @@ export class Session {
             storage.mkdir(msg.path, { parents: msg.parents === true }),
           );
         });
-        this.info(`MKDIR ${msg.path}: created`);
+        this.info(`MKDIR ${escapeText(msg.path, 200)}: created`);
         return null;
       }
       case 'rename': {
@@ -376,7 +379,7 @@ export class Session {
             storage.rename(msg.from, msg.to, { overwrite: msg.overwrite === true }),
           );
         });
-        this.info(`RENAME ${msg.from} -> ${msg.to}: done`);
+        this.info(`RENAME ${escapeText(msg.from, 200)} -> ${escapeText(msg.to, 200)}: done`);
         return null;
       }
       case 'log':
@@ -412,7 +415,7 @@ export class Session {
   private async vetoed(pending: false | Promise<Deny | null>): Promise<void> {
     if (!pending) return;
     const deny = await pending;
-    if (deny) throw new FerryError(isErrorCode(deny.deny) ? deny.deny : 'denied', String(deny.message));
+    if (deny) throw refusalOf(deny);
   }
 
   /** Runs an operation and tells the plugins how it ended. */
@@ -438,9 +441,9 @@ export class Session {
   private audit(event: Omit<AuditEvent, 'time' | 'user' | 'address'> & { user?: string }): void {
     const full: AuditEvent = { time: auditTime(), user: this.account?.name ?? '?', address: this.address, ...event };
     // What a client sent is recorded, but bounded: one event must always fit in a reply page.
-    full.user = capText(full.user, 64);
-    if (full.path !== undefined) full.path = capText(full.path, MAX_AUDIT_PATH);
-    if (full.to !== undefined) full.to = capText(full.to, MAX_AUDIT_PATH);
+    full.user = capped(full.user, 64);
+    if (full.path !== undefined) full.path = capped(full.path, MAX_AUDIT_PATH);
+    if (full.to !== undefined) full.to = capped(full.to, MAX_AUDIT_PATH);
     this.ctx.audit
       .append(full)
       .then(() => this.plugins.notify('audit', full))
@@ -477,7 +480,7 @@ export class Session {
       signup: this.ctx.options.signup,
     });
     this.stage = 'auth';
-    this.info(`Handshake done (client ${msg.agent.slice(0, 64)})`);
+    this.info(`Handshake done (client ${escapeText(msg.agent, 64)})`);
   }
 
   private async onSignup(msg: ClientMessageOf<'signup'>): Promise<object> {
@@ -486,7 +489,7 @@ export class Session {
     validateUsername(msg.user);
     validatePassword(msg.password);
     if (!this.ctx.signups.take(this.host)) {
-      this.info(`Sign-up refused for user: ${msg.user} (too many sign-ups from this address)`);
+      this.info(`Sign-up refused for user: ${word(msg.user)} (too many sign-ups from this address)`);
       throw new FerryError('locked_out', 'Too many sign-ups from your address; try again in an hour');
     }
     try {
@@ -510,7 +513,7 @@ export class Session {
     if (!gate.allowed) {
       const seconds = Math.ceil(gate.retryAfterMs / 1000);
       this.audit({ event: 'login_failed', user: name, result: 'error', error: 'locked_out' });
-      this.info(`Authentication failed for user: ${name} (locked out for ${seconds} s)`);
+      this.info(`Authentication failed for user: ${word(name)} (locked out for ${seconds} s)`);
       throw new FerryError('locked_out', `Too many failed log-ins; try again in ${seconds} s`);
     }
     if (this.plugins.has('auth:login')) {
@@ -520,14 +523,14 @@ export class Session {
         const perms = result.user.perms ?? [...PERMISSIONS];
         this.becomeUser({ name: result.user.name, role: result.user.role ?? 'user', perms: new Set(perms) });
         this.audit({ event: 'login', result: 'ok', detail: 'authenticated by a plugin' });
-        this.info(`Authentication successful for user: ${result.user.name} (by a plugin)`);
+        this.info(`Authentication successful for user: ${word(result.user.name)} (by a plugin)`);
         return this.accountResult();
       }
       if (result && 'deny' in result) {
         throttle.failure(host, name);
         this.audit({ event: 'login_failed', user: name, result: 'error', error: 'auth_failed', detail: 'refused by a plugin' });
-        this.info(`Authentication failed for user: ${name} (refused by a plugin)`);
-        throw new FerryError(isErrorCode(result.deny) ? result.deny : 'auth_failed', String(result.message));
+        this.info(`Authentication failed for user: ${word(name)} (refused by a plugin)`);
+        throw refusalOf(result, 'auth_failed');
       }
     }
     const record = await users.get(name).catch(() => null);
@@ -536,7 +539,7 @@ export class Session {
       throttle.failure(host, name);
       const delay = throttle.delayFor(host, name);
       this.audit({ event: 'login_failed', user: name, result: 'error', error: 'auth_failed' });
-      this.info(`Authentication failed for user: ${name}`);
+      this.info(`Authentication failed for user: ${word(name)}`);
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       throw new FerryError('auth_failed', 'Wrong user name or password');
     }
@@ -615,7 +618,7 @@ export class Session {
     this.need('list');
     const target = await storage.stat(msg.path);
     await this.vetoed(this.plugins.has('list:before') && this.plugins.veto('list:before', { ...this.actor(), path: msg.path, entry: target }));
-    if (!target) throw new FerryError('not_found', `No such file or directory: '${msg.path}'`);
+    if (!target) throw new FerryError('not_found', `No such file or directory: ${quotePath(msg.path)}`);
     let count = 0;
     let bytes = 0;
     const tally = (entries: readonly Entry[]) => {
@@ -631,7 +634,7 @@ export class Session {
         tally(page);
       }
     }
-    this.info(`LIST ${msg.path || '.'}: ${count} entries`);
+    this.info(`LIST ${escapeText(msg.path || '.', 200)}: ${count} entries`);
     return { count, bytes, ...(await this.usage()) };
   }
 
@@ -669,11 +672,13 @@ export class Session {
     this.need('upload');
     if (msg.resume && !this.features.includes('resume')) throw new FerryError('bad_message', "'resume' was not negotiated in the handshake");
     if (msg.encoding !== undefined && !this.features.includes(`encoding:${msg.encoding}`)) {
-      throw new FerryError('bad_message', `Encoding '${msg.encoding.slice(0, 40)}' was not negotiated in the handshake`);
+      throw new FerryError('bad_message', `Encoding ${quotePath(msg.encoding.slice(0, 40))} was not negotiated in the handshake`);
     }
     const { maxUploadBytes, minFreeBytes } = this.ctx.options;
     if (msg.size > maxUploadBytes) {
-      throw new FerryError('quota_exceeded', `'${msg.path}' is ${msg.size} bytes; this server accepts files of at most ${maxUploadBytes} bytes`);
+      // Refused as too_large to a client that understands the code (negotiated), else as the quota refusal it knows.
+      const code = this.features.includes('too_large') ? 'too_large' : 'quota_exceeded';
+      throw new FerryError(code, `${quotePath(msg.path)} is ${msg.size} bytes; this server accepts files of at most ${maxUploadBytes} bytes`);
     }
     const release = this.reserveTransfer();
     // From the veto on, plugins hear exactly once how this upload ended.
@@ -706,7 +711,7 @@ export class Session {
       if (free !== null && free - needed < minFreeBytes) {
         await upload.abort(upload.offset > 0).catch(() => {}); // a resumable part is kept, an empty one goes
         upload = null;
-        throw new FerryError('no_space', `Not enough disk space on the server for '${msg.path}': it needs ${needed} more bytes, ${Math.max(0, free - minFreeBytes)} are available`);
+        throw new FerryError('no_space', `Not enough disk space on the server for ${quotePath(msg.path)}: it needs ${needed} more bytes, ${Math.max(0, free - minFreeBytes)} are available`);
       }
       if (this.stage === 'closed') {
         // The connection went while the upload was being set up: keep the partial, release the plugins.
@@ -719,7 +724,7 @@ export class Session {
       this.uploads.set(id, state);
       if (msg.encoding !== undefined) {
         const transform = await this.plugins.first('transfer:decode', { encoding: msg.encoding, op });
-        if (!transform) throw new FerryError('bad_message', `No plugin decodes '${msg.encoding.slice(0, 40)}'`);
+        if (!transform) throw new FerryError('bad_message', `No plugin decodes ${quotePath(msg.encoding.slice(0, 40))}`);
         state.decoder = new DecodingWriter(upload, transform, msg.encoding);
       }
       if (resume) this.wire.send(id, { t: 'resume', offset: upload.offset, sha256: upload.prefixSha256 });
@@ -750,9 +755,9 @@ export class Session {
           return denied;
         }
       }
-      return new FerryError('exists', `'${path}' exists (use overwrite to replace it)`);
+      return new FerryError('exists', `${quotePath(path)} exists (use overwrite to replace it)`);
     }
-    if (err instanceof FerryError && err.code === 'is_a_directory') return new FerryError('is_a_directory', `'${path}' is a directory`);
+    if (err instanceof FerryError && err.code === 'is_a_directory') return new FerryError('is_a_directory', `${quotePath(path)} is a directory`);
     return err;
   }
 
@@ -808,7 +813,7 @@ export class Session {
       this.uploadEnded(state, { ok: true });
       this.wire.send(id, { t: 'ok', result: { size: entry.size, sha256: msg.sha256, resumedFrom, entry } });
       this.audit({ event: 'upload', path: state.path, bytes: entry.size, durationMs, sha256: msg.sha256, result: 'ok' });
-      this.info(`UPLD ${state.path}: received ${entry.size} B in ${durationMs} ms${resumedFrom ? ` (resumed at ${resumedFrom})` : ''}, sha256 verified`);
+      this.info(`UPLD ${escapeText(state.path, 200)}: received ${entry.size} B in ${durationMs} ms${resumedFrom ? ` (resumed at ${resumedFrom})` : ''}, sha256 verified`);
     } catch (err) {
       // commit() removes the partial itself on a mismatch; the id is finished either way (the client sent `end`).
       await this.failUpload(id, state, this.uploadRefusal(err, state.path, state.overwriteAsked), false);
@@ -827,7 +832,7 @@ export class Session {
     this.uploadEnded(state, outcomeOf(ferr));
     this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
     this.audit({ event: 'upload', path: state.path, result: 'error', error: ferr.code });
-    this.info(`UPLD ${state.path}: ${ferr.code}: ${ferr.message}`);
+    this.info(`UPLD ${escapeText(state.path, 200)}: ${ferr.code}: ${ferr.message}`);
   }
 
   private async onCancel(id: number): Promise<void> {
@@ -863,14 +868,14 @@ export class Session {
     let encoded: EncodedStream | undefined;
     try {
       if (offset > handle.size) {
-        throw new FerryError('size_mismatch', `Resume offset ${offset} is past the end of '${msg.path}' (${handle.size} bytes)`);
+        throw new FerryError('size_mismatch', `Resume offset ${offset} is past the end of ${quotePath(msg.path)} (${handle.size} bytes)`);
       }
       await this.vetoed(this.plugins.has('download:before') && this.plugins.veto('download:before', op));
       const accept = (msg.accept ?? []).filter((e) => this.features.includes(`encoding:${e}`));
       if (accept.length > 0 && this.plugins.has('transfer:encode')) {
         const sample = await handle.read(0, Math.min(handle.size, 64 * 1024));
         encoded = await this.plugins.first('transfer:encode', { accept, op, path: msg.path, sample });
-        if (encoded && !accept.includes(encoded.encoding)) throw new FerryError('internal', `A plugin chose encoding '${encoded.encoding}', which the client did not accept`);
+        if (encoded && !accept.includes(encoded.encoding)) throw new FerryError('internal', `A plugin chose encoding ${quotePath(encoded.encoding)}, which the client did not accept`);
       }
     } catch (err) {
       release();
@@ -961,13 +966,13 @@ export class Session {
         this.plugins.notify('download:after', op, { ok: false, code: 'cancelled', message: 'Download cancelled' });
         return;
       }
-      if (position !== handle.size) throw new FerryError('internal', `'${path}' changed while it was being sent`);
+      if (position !== handle.size) throw new FerryError('internal', `${quotePath(path)} changed while it was being sent`);
       const sha256 = hash.digest('hex');
       this.wire.send(id, { t: 'end', sha256 });
       const durationMs = Date.now() - started;
       this.audit({ event: 'download', path, bytes: handle.size, durationMs, sha256, result: 'ok' });
       this.plugins.notify('download:after', op, { ok: true });
-      this.info(`DWLD ${path}: sent ${handle.size - offset} B in ${durationMs} ms${offset ? ` (resumed at ${offset})` : ''}`);
+      this.info(`DWLD ${escapeText(path, 200)}: sent ${handle.size - offset} B in ${durationMs} ms${offset ? ` (resumed at ${offset})` : ''}`);
     } catch (err) {
       const ferr = this.asFerryError(err, { t: 'get', path });
       this.wire.send(id, { t: 'error', code: ferr.code, message: ferr.message });
@@ -1031,12 +1036,18 @@ function samePath(path: string): string {
   }
 }
 
+/** A plugin's refusal as the request's error: its code if it is one of ours, its message escaped (plugins may echo anything). */
+function refusalOf(deny: Deny, fallback: ErrorCode = 'denied'): FerryError {
+  return new FerryError(isErrorCode(deny.deny) ? deny.deny : fallback, escapeText(String(deny.message), 500));
+}
+
 function outcomeOf(err: unknown): Outcome {
   if (err instanceof FerryError) return { ok: false, code: err.code, message: err.message };
   return { ok: false, code: 'internal', message: err instanceof Error ? err.message : String(err) };
 }
 
-function capText(text: string, max: number): string {
+/** Text recorded as it came (the audit log is JSON, rendered escaped), but bounded. */
+function capped(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max)}…`;
 }
 
@@ -1048,12 +1059,12 @@ function describe(msg: ClientMessage): string {
     case 'stat':
     case 'delete':
     case 'mkdir':
-      return msg.path;
+      return escapeText(msg.path, 200);
     case 'rename':
-      return `${msg.from} -> ${msg.to}`;
+      return `${escapeText(msg.from, 200)} -> ${escapeText(msg.to, 200)}`;
     case 'signup':
     case 'login':
-      return msg.user.slice(0, 64);
+      return word(msg.user);
     default:
       return '';
   }
@@ -1064,6 +1075,6 @@ function describeClose(err: Error | null): string {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'ECONNRESET') return ' (connection reset by peer)';
   if (code === 'EPIPE') return ' (broken pipe)';
-  if (err instanceof FerryError) return ` (${err.code}: ${err.message})`;
-  return ` (${err.message})`;
+  if (err instanceof FerryError) return ` (${err.code}: ${escapeText(err.message, 300)})`;
+  return ` (${escapeText(err.message, 300)})`;
 }

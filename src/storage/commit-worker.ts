@@ -45,7 +45,7 @@ const SOURCE = String.raw`
           position += n;
         }
       }
-      if (m.mtime !== null) fs.futimesSync(fd, new Date(), new Date(m.mtime));
+      if (m.mtime !== null) fs.futimesSync(fd, new Date(), (Math.floor(m.mtime) + 0.001) / 1000); // as utimeSeconds (fs/time.ts)
       fs.fsyncSync(fd);
       return m.mtime !== null ? m.mtime : fs.fstatSync(fd).mtimeMs;
     } finally {

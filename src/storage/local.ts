@@ -3,11 +3,12 @@ import { constants, type Stats } from 'node:fs';
 import { link, lstat, mkdir, open, opendir, readlink, realpath, rename, rmdir, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { createHash, type Hash } from 'node:crypto';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { FerryError } from '../protocol/errors.ts';
-import type { Entry } from '../protocol/messages.ts';
-import { joinVirtual, parseVirtualPath, quotePath } from './paths.ts';
+import { FerryError } from '../core/errors.ts';
+import type { Entry } from '../core/entry.ts';
+import { joinVirtual, parseVirtualPath, quotePath } from '../core/paths.ts';
 import type { ReadHandle, Storage, StorageDriver, Upload, UploadOptions } from './storage.ts';
 import { syncDir } from '../fs/atomic.ts';
+import { utimeSeconds } from '../fs/time.ts';
 import { SmallCommits } from './commit-worker.ts';
 
 // Flags missing on a platform (Windows has no O_NOFOLLOW) are 0, which leaves the realpath checks.
@@ -1040,7 +1041,7 @@ class LocalUpload implements Upload {
         return { name: this.#s.segments.at(-1) ?? '', type: 'file', size, mtime: Math.floor(mtime) };
       }
       try {
-        if (mtime !== undefined) await handle.utimes(new Date(), new Date(mtime));
+        if (mtime !== undefined) await handle.utimes(new Date(), utimeSeconds(mtime));
         await handle.sync();
         mtime ??= (await handle.stat()).mtimeMs;
         await handle.close();

@@ -1,5 +1,5 @@
 /**
- * Storage: the per-user `Storage` interface, the virtual-path jail, and the local-disk driver.
+ * Storage: the per-user `Storage` interface and the local-disk driver (virtual paths are parsed by core/paths.ts).
  *
  * @example
  * ```ts
@@ -9,5 +9,5 @@
  * ```
  */
 export type { ReadHandle, Storage, StorageDriver, Upload, UploadOptions } from './storage.ts';
-export { joinVirtual, MAX_PATH_BYTES, MAX_SEGMENT_BYTES, parseVirtualPath, quotePath } from './paths.ts';
+
 export { LocalDiskDriver } from './local.ts';

@@ -1,7 +1,6 @@
 import type { Socket } from 'node:net';
-import {
-  FerryError, FrameDecoder, FrameKind, HEADER_SIZE, PREAMBLE, encodeData, encodeMessage, writeHeader, type Limits,
-} from '../protocol/mod.ts';
+import { FerryError } from '../core/errors.ts';
+import { FrameDecoder, FrameKind, HEADER_SIZE, PREAMBLE, encodeData, encodeMessage, writeHeader, type Limits } from '../protocol/mod.ts';
 
 /** Frames up to this size are held to go out with others written in the same turn (see `Wire.hold`). */
 const SMALL_FRAME = 64 * 1024;

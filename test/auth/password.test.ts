@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FerryError } from '../../src/protocol/errors.ts';
+import { FerryError } from '../../src/core/errors.ts';
 import { burnPasswordCheck, hashPassword, validatePassword, verifyPassword } from '../../src/auth/password.ts';
 
 // Read at call time by password.ts, so setting it here (after the hoisted imports) still applies.

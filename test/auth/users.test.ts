@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { FerryError } from '../../src/protocol/errors.ts';
+import { FerryError } from '../../src/core/errors.ts';
 import { verifyPassword } from '../../src/auth/password.ts';
 import { PERMISSIONS } from '../../src/auth/types.ts';
 import { UserStore, validateUsername } from '../../src/auth/users.ts';

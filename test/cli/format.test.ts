@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseTarget } from '../../src/client/client.ts';
+import { parseAddress as parseTarget } from '../../src/core/address.ts';
 import { formatBytes, formatRate, splitWords } from '../../src/cli/format.ts';
 
 const words = suite('command line words');

@@ -130,14 +130,18 @@ export async function waitUntil(check: () => boolean, timeoutMs: number, what: s
   }
 }
 
-/** Starts `ferry serve` on 127.0.0.1 with an OS-chosen port; resolves once it prints its banner. */
-export async function startServer(options: { dataDir?: string; home?: string; args?: string[]; env?: Record<string, string> } = {}): Promise<ServerHandle> {
+/**
+ * Starts `ferry serve` on 127.0.0.1 (or `host`; null: ferry's default) with an OS-chosen port; resolves once it
+ * prints its banner.
+ */
+export async function startServer(options: { dataDir?: string; home?: string; args?: string[]; env?: Record<string, string>; host?: string | null } = {}): Promise<ServerHandle> {
   const root = options.dataDir ? null : tempDir();
   const dataDir = options.dataDir ?? join(root as string, 'data');
   const ownHome = !options.home;
   const home = options.home ?? tempDir('ferry-home-');
   const env = childEnv(home, options.env);
-  const child = startFerry(['serve', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, ...(options.args ?? [])], { env });
+  const host = options.host === undefined ? ['--host', '127.0.0.1'] : options.host === null ? [] : ['--host', options.host];
+  const child = startFerry(['serve', ...host, '--port', '0', '--data', dataDir, ...(options.args ?? [])], { env });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     await waitUntil(() => /listening on .*:(\d+)/.test(child.output()) && (/fingerprint SHA256:\S+/.test(child.output()) || /PLAIN TCP/.test(child.output())), 20_000, `server banner; got: ${child.output()}`);

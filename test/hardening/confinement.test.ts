@@ -8,7 +8,7 @@ import { join, relative } from 'node:path';
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FerryError } from '../../src/protocol/mod.ts';
+import { FerryError } from '../../src/core/errors.ts';
 import { LocalDiskDriver } from '../../src/storage/local.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type FerryClient } from '../../src/client/client.ts';
-import { FerryError } from '../../src/protocol/mod.ts';
+import { FerryError } from '../../src/core/errors.ts';
 import { silentLog } from '../../src/server/console.ts';
 import type { ServerOptions } from '../../src/server/options.ts';
 import { FerryServer } from '../../src/server/server.ts';

@@ -9,10 +9,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseManifest, formatProblem } from '../../src/batch/manifest.ts';
 import { readServeConfig } from '../../src/cli/config.ts';
-import {
-  CLIENT_MESSAGES, FerryError, FrameDecoder, FrameKind, PREAMBLE, encodeData, encodeHeader, encodeMessage, parseClientMessage,
-} from '../../src/protocol/mod.ts';
-import { joinVirtual, parseVirtualPath } from '../../src/storage/paths.ts';
+import { FerryError } from '../../src/core/errors.ts';
+import { CLIENT_MESSAGES, FrameDecoder, FrameKind, PREAMBLE, encodeData, encodeHeader, encodeMessage, parseClientMessage } from '../../src/protocol/mod.ts';
+import { joinVirtual, parseVirtualPath } from '../../src/core/paths.ts';
 
 const RUNS = Number(process.env.FERRY_FC_RUNS ?? 200);
 const LIMITS = { maxMessage: 1024, maxData: 4096 };

@@ -62,8 +62,8 @@ export class RawClient {
     this.socket.write(bytes);
   }
 
-  hello(): void {
-    this.write(Buffer.concat([Buffer.from(PREAMBLE), encodeMessage(0, { t: 'hello', v: 1, agent: 'hardening', features: ['resume'] })]));
+  hello(features: string[] = ['resume']): void {
+    this.write(Buffer.concat([Buffer.from(PREAMBLE), encodeMessage(0, { t: 'hello', v: 1, agent: 'hardening', features })]));
   }
 
   /** Sends a request; returns its id. */
@@ -92,8 +92,8 @@ export class RawClient {
   }
 
   /** hello + signup (or login); resolves with the reply. */
-  async logIn(user: string, password: string, signup = false): Promise<ServerMessage> {
-    this.hello();
+  async logIn(user: string, password: string, signup = false, features?: string[]): Promise<ServerMessage> {
+    this.hello(features);
     await this.reply(0, 10_000, (m) => m.t === 'welcome');
     const id = this.send({ t: signup ? 'signup' : 'login', user, password });
     return this.reply(id, 20_000);

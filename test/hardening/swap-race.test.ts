@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FerryError } from '../../src/protocol/mod.ts';
+import { FerryError } from '../../src/core/errors.ts';
 import { canPinDirectories, LocalDiskDriver } from '../../src/storage/local.ts';
 
 const SECONDS = Number(process.env.FERRY_RACE_SECONDS ?? 3);

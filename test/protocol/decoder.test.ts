@@ -1,8 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  DEFAULT_LIMITS, FerryError, FrameDecoder, FrameKind, HEADER_SIZE, PREAMBLE, encodeData, encodeHeader, encodeMessage,
-} from '../../src/protocol/mod.ts';
+import { FerryError } from '../../src/core/errors.ts';
+import { DEFAULT_LIMITS, FrameDecoder, FrameKind, HEADER_SIZE, PREAMBLE, encodeData, encodeHeader, encodeMessage } from '../../src/protocol/mod.ts';
 
 type Got = { kind: 'msg'; id: number; body: string } | { kind: 'data'; id: number; bytes: Buffer; last: boolean };
 

@@ -1,6 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FerryError, parseClientMessage, parseServerMessage } from '../../src/protocol/mod.ts';
+import { FerryError } from '../../src/core/errors.ts';
+import { parseClientMessage, parseServerMessage } from '../../src/protocol/mod.ts';
 
 const msgs = suite('control messages');
 

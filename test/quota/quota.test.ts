@@ -5,10 +5,10 @@ import * as assert from 'uvu/assert';
 import { createQuotaPlugin } from '../../plugins/quota/index.ts';
 import { Ledger } from '../../plugins/quota/ledger.ts';
 import { limitsFor, validate } from '../../plugins/quota/options.ts';
-import { formatSize, parseSize } from '../../plugins/quota/size.ts';
+import { formatSize, parseSize } from '../../src/core/size.ts';
 import type { PluginHost } from '../../src/plugin/host.ts';
 import { loadPlugins } from '../../src/plugin/load.ts';
-import type { Entry } from '../../src/protocol/messages.ts';
+import type { Entry } from '../../src/core/entry.ts';
 import type { FerryPlugin, UploadOp } from '../../src/plugin/types.ts';
 import { cleanup, tempDir } from '../e2e/harness.ts';
 

@@ -5,8 +5,8 @@ import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utime
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { FerryError } from '../../src/protocol/errors.ts';
-import type { Entry } from '../../src/protocol/messages.ts';
+import { FerryError } from '../../src/core/errors.ts';
+import type { Entry } from '../../src/core/entry.ts';
 import { LocalDiskDriver, canPinDirectories } from '../../src/storage/local.ts';
 import type { Storage, UploadOptions } from '../../src/storage/storage.ts';
 

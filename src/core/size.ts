@@ -1,8 +1,10 @@
 /**
- * Byte sizes as people write them in a config file, and as the quota shows them.
+ * Byte sizes: one rule for everything a person writes (command-line flags, the config file, plugin options).
  *
- * Units follow rsync: `KiB`/`MiB`/`GiB`/`TiB`/`PiB` and the bare letters `K`/`M`/`G`/`T`/`P` are powers of
- * 1024; `KB`/`MB`/`GB`/`TB`/`PB` are powers of 1000; `B` (or no unit) is bytes. Case does not matter.
+ * A number of bytes, or a number (fractions allowed) and a unit, case ignored, spaces allowed between:
+ * `K` `M` `G` `T` `P` and `KiB` `MiB` `GiB` `TiB` `PiB` are powers of 1024; `KB` `MB` `GB` `TB` `PB` are
+ * powers of 1000 (as rsync and the IEC write them); `B`, `byte`, `bytes` or no unit are bytes. So `1GB` is
+ * 1,000,000,000 bytes, `1G` and `1 GiB` are 1,073,741,824.
  */
 
 const MULTIPLIERS: Readonly<Record<string, number>> = {
@@ -29,15 +31,18 @@ const MULTIPLIERS: Readonly<Record<string, number>> = {
 
 const SIZE = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)\s*$/i;
 
+/** How the rule reads in an error message. */
+export const SIZE_RULE = "a size such as 1048576, '500M', '20 GiB' (powers of 1024) or '1GB' (powers of 1000)";
+
 /**
- * A size in whole bytes from a number of bytes or a string such as `"10 MiB"`, `"1.5GB"`, `"512"`;
- * fractions of a byte are dropped. Returns null for anything that is not a size (negative, not finite,
- * unknown unit, beyond 2^53 - 1 bytes).
+ * A size in whole bytes from a number of bytes or a string (see the rule above); fractions of a byte are
+ * dropped. Null for anything that is not a size: negative, not finite, an unknown unit, beyond 2^53 - 1.
  *
  * @example
  * ```ts
  * parseSize('10 MiB'); // 10485760
- * parseSize('1.5GB');  // 1500000000
+ * parseSize('1GB');    // 1000000000
+ * parseSize('1G');     // 1073741824
  * parseSize('10 MB?'); // null
  * ```
  */
@@ -79,4 +84,25 @@ export function formatSize(bytes: number): string {
   }
   const shown = unit === 0 ? String(value) : String(Number(value.toFixed(2)));
   return `${shown} ${UNITS[unit]}`;
+}
+
+/**
+ * A size for tables and progress: three significant figures.
+ *
+ * @example
+ * ```ts
+ * formatBytes(11);         // '11 B'
+ * formatBytes(15018);      // '14.7 KiB'
+ * formatBytes(1073741824); // '1.00 GiB'
+ * ```
+ */
+export function formatBytes(bytes: number): string {
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < UNITS.length - 2) {
+    value /= 1024;
+    unit++;
+  }
+  if (unit === 0) return `${bytes} B`;
+  return `${value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)} ${UNITS[unit]}`;
 }

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
-import { FerryError } from '../protocol/errors.ts';
+import { FerryError } from './errors.ts';
+import { quote } from './text.ts';
 
 /** Longest accepted virtual path, in UTF-8 bytes (Linux PATH_MAX). */
 export const MAX_PATH_BYTES = 4096;
@@ -83,8 +84,8 @@ export function joinVirtual(segments: readonly string[]): string {
 }
 
 /**
- * Quotes a path for an error message: single quotes, control characters escaped, at most 100
- * characters, so that a hostile path cannot forge log lines.
+ * Quotes a path for a message: `quote` (core/text.ts) with its cap of 100 characters, so that a hostile path
+ * can neither forge log lines nor flood them.
  *
  * @example
  * ```ts
@@ -92,7 +93,5 @@ export function joinVirtual(segments: readonly string[]): string {
  * ```
  */
 export function quotePath(path: string): string {
-  const escaped = path.replace(/[\u0000-\u001f\u007f\p{Cs}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  const chars = [...escaped];
-  return `'${chars.length > 100 ? `${chars.slice(0, 100).join('')}…` : escaped}'`;
+  return quote(path, 100);
 }

@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   cancelled: { fatal: false, retryable: false, text: 'the request was cancelled' },
   busy: { fatal: false, retryable: true, text: 'the server is busy; try again' },
   quota_exceeded: { fatal: false, retryable: false, text: 'the storage quota would be exceeded' },
+  too_large: { fatal: false, retryable: false, text: 'the file is larger than the server accepts' },
   denied: { fatal: false, retryable: false, text: 'a server plugin refused the operation' },
   bad_encoding: { fatal: false, retryable: true, text: 'the encoded (e.g. compressed) bytes of a transfer could not be decoded' },
   no_space: { fatal: false, retryable: true, text: 'the server is out of disk space' },
