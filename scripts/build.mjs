@@ -102,20 +102,56 @@ export function seaNode() {
   return { node, detail: `${fetched}, integrity verified (${SEA_NODE.integrity.slice(0, 20)}...), extracted to ${relative(ROOT, node)}` };
 }
 
+/**
+ * Modules of ours that the bundle replaces (esbuild plugin below): the file's path -> the module's text in the
+ * bundle. The commit worker runs in a worker thread from its own module (src/storage/local/worker.ts); the
+ * executable has no files beside it, so the bundle embeds the worker's own bundle as a string and starts it with
+ * `eval` (worker-start.ts is the one place that knows how the running program reaches the worker).
+ */
+async function replacedModules(esbuild) {
+  return {
+    'src/storage/local/worker-start.ts': [
+      "import { Worker } from 'node:worker_threads';",
+      `const SOURCE = ${JSON.stringify(await workerSource(esbuild))};`,
+      '/** Starts a commit worker from the bundle of src/storage/local/worker.ts made by scripts/build.mjs. */',
+      'export function startWorker(options) {',
+      '  return new Worker(SOURCE, { ...options, eval: true });',
+      '}',
+      '',
+    ].join('\n'),
+  };
+}
+
+/** What every bundle of ours is: one CommonJS file for the embedded Node, with only built-ins left to require. */
+const BUNDLE_OPTIONS = { absWorkingDir: ROOT, bundle: true, platform: 'node', target: 'node24', format: 'cjs', metafile: true, legalComments: 'none', logLevel: 'silent' };
+
+/** The commit worker (src/storage/local/worker.ts) bundled alone, as CommonJS text that needs only built-ins. */
+export async function workerSource(esbuild) {
+  const result = await esbuild.build({ ...BUNDLE_OPTIONS, entryPoints: ['src/storage/local/worker.ts'], write: false }).catch((err) => fail(`esbuild (commit worker): ${err.message}`));
+  if (result.warnings.length) fail(`esbuild warnings in the commit worker:\n${result.warnings.map((w) => `  ${w.location?.file}:${w.location?.line}: ${w.text}`).join('\n')}`);
+  const stray = Object.values(result.metafile.inputs).flatMap((i) => i.imports).filter((imp) => imp.external && !isBuiltin(imp.path));
+  if (stray.length) fail(`The commit worker would require modules a single executable cannot load: ${stray.map((i) => i.path).join(', ')}`);
+  return result.outputFiles[0].text;
+}
+
 /** Bundles src/main.ts into one CommonJS file and checks that nothing outside Node's built-ins is left to load. */
 export async function bundle(outfile) {
   const esbuild = await import('esbuild');
+  const replaced = await replacedModules(esbuild);
+  const replace = {
+    name: 'ferry-replaced-modules',
+    setup(build) {
+      build.onLoad({ filter: /\.ts$/ }, (args) => {
+        const text = replaced[relative(ROOT, args.path).split('\\').join('/')];
+        return text === undefined ? undefined : { contents: text, loader: 'js' };
+      });
+    },
+  };
   const result = await esbuild.build({
-    absWorkingDir: ROOT,
+    ...BUNDLE_OPTIONS,
     entryPoints: ['src/main.ts'],
     outfile,
-    bundle: true,
-    platform: 'node',
-    target: 'node24',
-    format: 'cjs',
-    metafile: true,
-    legalComments: 'none',
-    logLevel: 'silent',
+    plugins: [replace],
     // `import.meta` is empty in a CommonJS bundle. Dependencies that need import.meta.url (fdir, under
     // tinyglobby, calls createRequire(import.meta.url) when it loads) get the bundle's own file URL; in the
     // executable that is the executable's path.
@@ -124,8 +160,9 @@ export async function bundle(outfile) {
     logOverride: { 'empty-import-meta': 'warning' },
   }).catch((err) => fail(`esbuild: ${err.message}`));
   // Our own code must not use import.meta at all: a path next to the source means nothing in the executable.
+  // (A module the bundle replaces may: its text in the bundle is the one above.)
   const ours = Object.keys(result.metafile.inputs).filter((i) => !i.startsWith('node_modules/'));
-  const meta = ours.filter((i) => /\bimport\.meta\b/.test(readFileSync(join(ROOT, i), 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '')));
+  const meta = ours.filter((i) => !(i in replaced) && /\bimport\.meta\b/.test(readFileSync(join(ROOT, i), 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '')));
   if (meta.length) fail(`import.meta is used in ${meta.join(', ')}: it has no meaning in the bundle (use process.argv, process.execPath or data passed in)`);
   const where = (w) => `${w.location?.file ?? '?'}:${w.location?.line ?? '?'}`;
   const ownWarnings = result.warnings.filter((w) => !w.location?.file.startsWith('node_modules/'));

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalDiskDriver } from '../../src/storage/local.ts';
+import { LocalDiskDriver } from '../../src/storage/local/mod.ts';
 const root = mkdtempSync(join(tmpdir(), 'ferry-race-'));
 const outside = join(root, 'outside');
 mkdirSync(outside);

@@ -1,8 +1,9 @@
 import { Buffer } from 'node:buffer';
-import { copyFile, constants, link, mkdir, open, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AUDIT_EVENTS, type AuditEvent } from './event.ts';
 import { writeFileAtomic } from '../fs/atomic.ts';
+import { placeNoReplaceSync } from '../fs/place.ts';
 
 /** What `AuditLog.append` takes: an event whose `time` is filled in when missing. */
 export type AuditEventInput = Omit<AuditEvent, 'time'> & { time?: string };
@@ -196,23 +197,12 @@ export class AuditLog {
       const target = join(this.archiveDir, name);
       try {
         if (!exists) await (await open(target, 'wx', 0o600)).close();
-        else await _linkOrCopy(this.file, target);
+        else placeNoReplaceSync(this.file, target, { keepSource: true }); // a second name, or an exclusive copy
         return name;
       } catch (err) {
         if (_code(err) !== 'EEXIST') throw err;
       }
     }
-  }
-}
-
-/** Makes `target` hold the bytes of `source` without ever replacing an existing `target`. */
-async function _linkOrCopy(source: string, target: string): Promise<void> {
-  try {
-    await link(source, target);
-  } catch (err) {
-    const code = _code(err);
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EXDEV') throw err;
-    await copyFile(source, target, constants.COPYFILE_EXCL);
   }
 }
 

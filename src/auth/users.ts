@@ -9,10 +9,10 @@
  * - A missing file means no users. A file that cannot be parsed is an error naming the file; it is never
  *   replaced by an empty one.
  */
-import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../fs/atomic.ts';
+import { LockFile } from '../fs/lock-file.ts';
 import { FerryError } from '../core/errors.ts';
 import { hashPassword, validatePassword } from './password.ts';
 import { PERMISSIONS, type Account, type Permission, type Role, type UserRecord } from './types.ts';
@@ -43,12 +43,6 @@ export interface AddUserOptions {
 interface _UserFile {
   version: typeof USER_FILE_VERSION;
   users: UserRecord[];
-}
-
-interface _Lock {
-  pid: number;
-  time: number;
-  nonce: string;
 }
 
 /**
@@ -240,26 +234,14 @@ export class UserStore {
     await writeFileAtomic(this.file, JSON.stringify(content, null, 2) + '\n');
   }
 
-  /** Takes the cross-process lock file, waiting up to the lock timeout; returns its release. */
+  /** Takes the cross-process lock file (fs/lock-file.ts), waiting up to the lock timeout; returns its release. */
   async #lock(): Promise<() => Promise<void>> {
     await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
-    const mine: _Lock = { pid: process.pid, time: Date.now(), nonce: randomBytes(8).toString('hex') };
-    const deadline = Date.now() + this.#lockTimeoutMs;
-    for (;;) {
-      mine.time = Date.now();
-      if (await _tryCreateLock(this.#lockFile, mine)) {
-        return async () => {
-          // Remove the lock only if it is still ours (it may have been taken over as stale).
-          const held = await _readLock(this.#lockFile);
-          if (held?.nonce === mine.nonce) await unlink(this.#lockFile).catch(() => {});
-        };
-      }
-      if (await _breakStaleLock(this.#lockFile)) continue;
-      if (Date.now() >= deadline) {
-        throw new FerryError('busy', `Cannot change user file '${this.file}': another process holds ${this.#lockFile}`);
-      }
-      await _sleep(20 + Math.random() * 40);
+    const lock = new LockFile(this.#lockFile, { staleMs: LOCK_STALE_MS });
+    if (!(await lock.acquire(this.#lockTimeoutMs))) {
+      throw new FerryError('busy', `Cannot change user file '${this.file}': another process holds ${this.#lockFile}`);
     }
+    return async () => lock.release();
   }
 }
 
@@ -351,90 +333,6 @@ function _mutexFor(file: string): _Mutex {
   return mutex;
 }
 
-async function _tryCreateLock(lockFile: string, lock: _Lock): Promise<boolean> {
-  let handle;
-  try {
-    handle = await open(lockFile, 'wx', 0o600);
-  } catch (error) {
-    if (_code(error) === 'EEXIST') return false;
-    throw new Error(`Cannot create lock file '${lockFile}': ${_reason(error)}`);
-  }
-  try {
-    await handle.writeFile(JSON.stringify(lock), 'utf8');
-  } catch (error) {
-    await handle.close();
-    await unlink(lockFile).catch(() => {});
-    throw error;
-  }
-  await handle.close();
-  return true;
-}
-
-async function _readLock(lockFile: string): Promise<_Lock | null> {
-  try {
-    const data: unknown = JSON.parse(await readFile(lockFile, 'utf8'));
-    if (
-      _isObject(data) &&
-      typeof data['pid'] === 'number' &&
-      typeof data['time'] === 'number' &&
-      typeof data['nonce'] === 'string'
-    ) {
-      return { pid: data['pid'], time: data['time'], nonce: data['nonce'] };
-    }
-    return null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * Removes the lock file if its owner is dead or it is older than LOCK_STALE_MS. Returns true if the
- * lock is gone (so the caller should try again at once).
- *
- * The take-over renames the lock aside and checks it moved the one it judged stale: if another process
- * took the stale lock over first and created a fresh one, that fresh lock is put back.
- */
-async function _breakStaleLock(lockFile: string): Promise<boolean> {
-  let info;
-  try {
-    info = await stat(lockFile);
-  } catch (error) {
-    if (_code(error) === 'ENOENT') return true;
-    throw error;
-  }
-  const lock = await _readLock(lockFile);
-  // A lock without readable content may be being written: judge it by the file's age alone.
-  const time = lock?.time ?? info.mtimeMs;
-  const stale = Date.now() - time > LOCK_STALE_MS || (lock !== null && !_isAlive(lock.pid));
-  if (!stale) return false;
-  const aside = `${lockFile}.stale-${randomBytes(6).toString('hex')}`;
-  try {
-    await rename(lockFile, aside);
-  } catch (error) {
-    if (_code(error) === 'ENOENT') return true;
-    throw error;
-  }
-  const moved = await _readLock(aside);
-  if (lock !== null && moved !== null && moved.nonce !== lock.nonce) {
-    // Not the lock we judged: restore it (link fails if yet another lock appeared meanwhile).
-    await link(aside, lockFile).catch(() => {});
-  }
-  await unlink(aside).catch(() => {});
-  return true;
-}
-
-function _isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: alive but someone else's. Anything unexpected: assume alive and let the age decide.
-    return _code(error) !== 'ESRCH';
-  }
-}
-
-
 // --- small helpers -------------------------------------------------------------------------------
 
 function _isObject(value: unknown): value is Record<string, unknown> {
@@ -449,6 +347,3 @@ function _reason(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function _sleep(ms: number): Promise<void> {
-  return new Promise((done) => setTimeout(done, ms));
-}

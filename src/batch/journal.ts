@@ -1,5 +1,6 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import process from 'node:process';
+import { LockFile } from '../fs/lock-file.ts';
 
 /** One file that finished (verified) in a run: what its source looked like then, and its digest. */
 export interface FileRecord {
@@ -101,8 +102,8 @@ function fileLine(rec: FileRecord): string {
  * operation is appended as one line with one `write` on a file opened for appending, as soon as it is
  * verified, so a killed run leaves at worst a cut-short last line (ignored when read).
  *
- * Opening it takes a lock (`PATH.lock`, holding the process id; a lock left by a dead process is taken
- * over) and rewrites the file without unreadable lines. A run that finishes with everything done
+ * Opening it takes a lock (`PATH.lock`, fs/lock-file.ts; a lock left by a dead process is taken over) and
+ * rewrites the file without unreadable lines. A run that finishes with everything done
  * rewrites it once more with only the files that run saw, and a `complete` line.
  */
 export class Journal {
@@ -115,30 +116,34 @@ export class Journal {
   private constructor(
     readonly path: string,
     state: JournalState,
-    private readonly locked: boolean,
+    private readonly lock: LockFile | null,
   ) {
     this.state = state;
   }
 
   /** Reads the journal without locking or writing (for --dry-run). */
   static peek(path: string): Journal {
-    return new Journal(path, readState(path), false);
+    return new Journal(path, readState(path), null);
   }
 
   /** Locks, reads and compacts the journal, and opens it for appending. */
   static open(path: string): Journal {
-    lock(path);
+    const lock = new LockFile(`${path}.lock`);
+    if (!lock.tryAcquire()) {
+      const pid = lock.holder()?.pid;
+      throw new Error(`Cannot use the journal '${path}': another ferry batch${pid ? ` (process ${pid})` : ''} is using it`);
+    }
     try {
       const state = readState(path);
       const lines = [JSON.stringify({ t: 'run', started: new Date().toISOString(), pid: process.pid })];
       for (const rec of state.files.values()) lines.push(fileLine(rec));
       for (const key of state.ops) lines.push(JSON.stringify({ t: 'op', key }));
       writeAtomically(path, lines);
-      const journal = new Journal(path, state, true);
+      const journal = new Journal(path, state, lock);
       journal.fd = openSync(path, 'a');
       return journal;
     } catch (err) {
-      unlock(path);
+      lock.release();
       throw err;
     }
   }
@@ -205,7 +210,7 @@ export class Journal {
         }
       }
     }
-    if (this.locked) unlock(this.path);
+    this.lock?.release();
   }
 }
 
@@ -230,43 +235,4 @@ function writeAtomically(path: string, lines: string[]): void {
     closeSync(fd);
   }
   renameSync(temp, path);
-}
-
-/** True if a process with this id is running (or exists but is not ours to signal). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function lock(path: string): void {
-  const lockPath = `${path}.lock`;
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(lockPath, 'wx', 0o600);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`Cannot lock the journal '${path}': ${(err as Error).message}`);
-      let pid = NaN;
-      try {
-        pid = Number.parseInt(readFileSync(lockPath, 'utf8'), 10);
-      } catch {
-        // Vanished meanwhile: try again.
-      }
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new Error(`Cannot use the journal '${path}': another ferry batch (process ${pid}) is using it`);
-      }
-      rmSync(lockPath, { force: true }); // left by a process that died
-    }
-  }
-  throw new Error(`Cannot lock the journal '${path}'`);
-}
-
-function unlock(path: string): void {
-  rmSync(`${path}.lock`, { force: true });
 }

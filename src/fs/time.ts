@@ -3,10 +3,11 @@
  * as exactly `ms` whole milliseconds.
  *
  * A time handed over as a Date (or as `ms / 1000`) is a double number of seconds that the runtime splits into
- * seconds and nanoseconds, then truncates to microseconds: 1796228384741 ms became ...740.999 and was read
- * back, floored, as ...740. One microsecond more than the time lies above every such rounding error (a double
- * near 2 x 10^9 seconds is exact to a quarter of a microsecond), so the stored time is `ms` or `ms` and one
- * microsecond, and always reads back (floored to milliseconds) as `ms`.
+ * seconds and nanoseconds, then (Node's libuv) truncates to microseconds: 1796228384741 ms became ...740.999
+ * and was read back, floored, as ...740. Half a microsecond more than the time lies above every such rounding
+ * error and below the next microsecond (a double of seconds until the year 2106 is exact to a quarter of a
+ * microsecond), so a runtime that truncates to microseconds stores exactly `ms`, one that keeps nanoseconds
+ * stores `ms` and 500 ns, and both read back, floored to milliseconds, as `ms`.
  *
  * @example
  * ```ts
@@ -15,5 +16,5 @@
  * ```
  */
 export function utimeSeconds(ms: number): number {
-  return (Math.floor(ms) + 0.001) / 1000;
+  return (Math.floor(ms) + 0.0005) / 1000;
 }

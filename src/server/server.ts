@@ -9,7 +9,7 @@ import { canonicalIp } from '../core/address.ts';
 import { FerryError } from '../core/errors.ts';
 import { escapeText } from '../core/text.ts';
 import { PluginHost } from '../plugin/host.ts';
-import { LocalDiskDriver } from '../storage/local.ts';
+import { LocalDiskDriver } from '../storage/local/mod.ts';
 import { loadOrCreateIdentity } from '../tls/identity.ts';
 import { VERSION } from '../version.ts';
 import { consoleLog, type ServerLog } from './console.ts';

@@ -1,5 +1,6 @@
 /**
- * Storage: the per-user `Storage` interface and the local-disk driver (virtual paths are parsed by core/paths.ts).
+ * Storage: the per-user `Storage` interface every driver implements, and the drivers (the local disk for now).
+ * Virtual paths are parsed by core/paths.ts.
  *
  * @example
  * ```ts
@@ -9,5 +10,4 @@
  * ```
  */
 export type { ReadHandle, Storage, StorageDriver, Upload, UploadOptions } from './storage.ts';
-
-export { LocalDiskDriver } from './local.ts';
+export { LocalDiskDriver } from './local/mod.ts';

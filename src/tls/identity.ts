@@ -1,9 +1,10 @@
 import { Buffer } from 'node:buffer';
 import { createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
-import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import process from 'node:process';
+import { placeNoReplaceSync } from '../fs/place.ts';
 import { certificateDer, fingerprintOf, type Fingerprint } from './fingerprint.ts';
 
 // The fingerprint helpers are part of this module's surface too (clients import them from here); they
@@ -57,8 +58,8 @@ export async function loadOrCreateIdentity(dir: string, opts: IdentityOptions = 
     certTemp = await _writeTemp(join(dir, CERT_FILE), fresh.cert, 0o644);
     // The key goes first: whoever publishes it owns the identity, and a crash between the two leaves a
     // lone key.pem, which the next start reports instead of silently making a new identity.
-    await _publish(keyTemp, join(dir, KEY_FILE));
-    await _publish(certTemp, join(dir, CERT_FILE));
+    placeNoReplaceSync(keyTemp, join(dir, KEY_FILE));
+    placeNoReplaceSync(certTemp, join(dir, CERT_FILE));
   } catch (err) {
     if (_code(err) !== 'EEXIST') throw err;
     // Another process made the identity at the same moment: use theirs.
@@ -187,23 +188,6 @@ async function _writeTemp(target: string, text: string, mode: number): Promise<s
   }
   await fh.close();
   return temp;
-}
-
-/**
- * Moves a finished temporary file to `target`, failing with EEXIST rather than replacing a file there:
- * a hard link where the file system has them (atomic and exclusive), else a checked rename.
- */
-async function _publish(temp: string, target: string): Promise<void> {
-  try {
-    await link(temp, target);
-    return;
-  } catch (err) {
-    const code = _code(err);
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EXDEV') throw err;
-  }
-  const there = await stat(target).then(() => true, (err: unknown) => (_code(err) === 'ENOENT' ? false : Promise.reject(err)));
-  if (there) throw Object.assign(new Error(`Cannot write '${target}': it already exists`), { code: 'EEXIST' });
-  await rename(temp, target);
 }
 
 function _code(err: unknown): string | undefined {

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FerryError } from '../../src/core/errors.ts';
-import { LocalDiskDriver } from '../../src/storage/local.ts';
+import { LocalDiskDriver } from '../../src/storage/local/mod.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 
 const RUNS = Number(process.env.FERRY_FC_RUNS ?? 300);

@@ -14,7 +14,7 @@ import { FerryError } from '../../src/core/errors.ts';
 import { silentLog } from '../../src/server/console.ts';
 import type { ServerOptions } from '../../src/server/options.ts';
 import { FerryServer } from '../../src/server/server.ts';
-import { LocalDiskDriver } from '../../src/storage/local.ts';
+import { LocalDiskDriver } from '../../src/storage/local/mod.ts';
 import type { Storage, Upload } from '../../src/storage/storage.ts';
 import { RawClient, sleep } from './raw.ts';
 

@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FerryError } from '../../src/core/errors.ts';
-import { canPinDirectories, LocalDiskDriver } from '../../src/storage/local.ts';
+import { canPinDirectories, LocalDiskDriver } from '../../src/storage/local/mod.ts';
 
 const SECONDS = Number(process.env.FERRY_RACE_SECONDS ?? 3);
 const LOOPS = 6;

@@ -6,7 +6,7 @@ import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, rea
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SmallCommits, type SmallCommit } from '../../src/storage/commit-worker.ts';
+import { SmallCommits, type SmallCommit } from '../../src/storage/local/lanes.ts';
 
 const test = suite('storage: small commits in worker threads');
 let root = '';

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
 import type { Entry } from '../../src/core/entry.ts';
-import { LocalDiskDriver, canPinDirectories } from '../../src/storage/local.ts';
+import { LocalDiskDriver, canPinDirectories } from '../../src/storage/local/mod.ts';
 import type { Storage, UploadOptions } from '../../src/storage/storage.ts';
 
 interface Ctx {

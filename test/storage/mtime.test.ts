@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { connect } from '../../src/client/client.ts';
 import { silentLog } from '../../src/server/console.ts';
 import { FerryServer } from '../../src/server/server.ts';
-import { LocalDiskDriver } from '../../src/storage/local.ts';
+import { LocalDiskDriver } from '../../src/storage/local/mod.ts';
 
 process.env.FERRY_SCRYPT_N = '1024';
 
