@@ -6,7 +6,7 @@ import picomatch from 'picomatch';
 import { glob } from 'tinyglobby';
 import { PARTIAL_SUFFIX } from '../client/client.ts';
 import { FerryError } from '../core/errors.ts';
-import type { Entry } from '../core/entry.ts';
+import type { Entry } from '../core/types.ts';
 import { parseVirtualPath } from '../core/paths.ts';
 import type { FileRecord } from './journal.ts';
 import { isGlob, normaliseRemote, type GetOp, type Op, type PutOp } from './manifest.ts';

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { FerryClient } from '../client/client.ts';
 import { FerryError } from '../core/errors.ts';
-import type { Entry } from '../core/entry.ts';
+import type { Entry } from '../core/types.ts';
 import type { Journal } from './journal.ts';
 import type { Manifest, Op } from './manifest.ts';
 import { displayLocal, planStage, SKIP_TEXT, stagesOf, type FileTask, type RemoteView, type SkipReason } from './plan.ts';

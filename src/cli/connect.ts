@@ -6,7 +6,7 @@ import { compressionForClient } from '../../plugins/compress/client.ts';
 import { parseAddress } from '../core/address.ts';
 import { connect, type FerryClient, type HostCheck, type UsageInfo } from '../client/client.ts';
 import { FerryError } from '../core/errors.ts';
-import type { Entry } from '../core/entry.ts';
+import type { Entry } from '../core/types.ts';
 import { formatBytes, formatRate, formatSeconds, formatTime, splitWords } from './format.ts';
 import { progressBar } from './progress.ts';
 import { Prompt } from './prompt.ts';

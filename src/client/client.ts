@@ -5,7 +5,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { AuditEvent } from '../audit/event.ts';
 import { FerryError, type ErrorCode } from '../core/errors.ts';
-import type { Entry } from '../core/entry.ts';
+import type { Entry } from '../core/types.ts';
 import { DEFAULT_LIMITS, HEADER_SIZE, PROTOCOL_VERSION, parseServerMessage, type ServerMessage, type ServerMessageOf } from '../protocol/mod.ts';
 import { DEFAULT_PORT } from '../core/address.ts';
 import { utimeSeconds } from '../fs/time.ts';

@@ -2,7 +2,7 @@ import type { Transform } from 'node:stream';
 import type { AuditEvent } from '../audit/event.ts';
 import type { Permission, Role } from '../auth/types.ts';
 import type { ErrorCode } from '../core/errors.ts';
-import type { Entry } from '../core/entry.ts';
+import type { Entry } from '../core/types.ts';
 
 /**
  * The plugin contract. Every hook's signature lives in `Hooks`; its *kind* — how the host calls it and

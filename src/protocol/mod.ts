@@ -5,3 +5,4 @@
 export * from './frame.ts';
 export * from './decoder.ts';
 export * from './messages.ts';
+export * from './results.ts';

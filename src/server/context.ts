@@ -6,12 +6,15 @@ import type { StorageDriver } from '../storage/storage.ts';
 import type { ServerLog } from './console.ts';
 import type { FreeSpace } from './free-space.ts';
 import type { ServerOptions } from './options.ts';
+import type { TransferSlots } from './session/transfers.ts';
 
 /** What every session of one server shares. */
 export interface ServerContext {
   readonly options: ServerOptions;
   readonly users: UserStore;
   readonly throttle: LoginThrottle;
+  /** The per-user transfer limit, across the user's connections. */
+  readonly transfers: TransferSlots;
   /** Sign-ups per address. */
   readonly signups: RateLimit;
   readonly audit: AuditLog;

@@ -16,7 +16,8 @@ import { consoleLog, type ServerLog } from './console.ts';
 import type { ServerContext } from './context.ts';
 import { FreeSpace } from './free-space.ts';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './options.ts';
-import { Session } from './session.ts';
+import { Session } from './session/session.ts';
+import { TransferSlots } from './session/transfers.ts';
 
 /** TLS 1.3 suites, fastest first on CPUs with AES instructions. */
 export const TLS_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
@@ -64,6 +65,7 @@ export class FerryServer {
       options: { ...this.options, dataDir },
       users: new UserStore(join(dataDir, 'users.json')),
       throttle: new LoginThrottle(),
+      transfers: new TransferSlots(this.options.maxTransfersPerUser),
       signups: new RateLimit({ limit: this.options.signupsPerAddressPerHour, windowMs: 3600_000 }),
       audit: this.audit,
       storage,
@@ -116,7 +118,7 @@ export class FerryServer {
       if (left <= 0) this.perAddress.delete(host);
       else this.perAddress.set(host, left);
     });
-    const session = new Session(socket, ctx);
+    const session = Session.overSocket(socket, ctx);
     if (this.stopping) {
       session.terminate(new FerryError('shutting_down', 'The server is stopping'));
       return;

@@ -1,4 +1,4 @@
-import type { Entry } from '../core/entry.ts';
+import type { Entry } from '../core/types.ts';
 
 /**
  * Storage as the server sees it: one `Storage` per user, rooted at that user's home. Every path given

@@ -8,7 +8,7 @@ import { fileKey, type FileRecord } from '../../src/batch/journal.ts';
 import { parseManifest, type Manifest, type Op } from '../../src/batch/manifest.ts';
 import { deepest, excluder, overlaps, planStage, safeName, stagesOf, type FileTask, type RemoteView } from '../../src/batch/plan.ts';
 import { FerryError } from '../../src/core/errors.ts';
-import type { Entry } from '../../src/core/entry.ts';
+import type { Entry } from '../../src/core/types.ts';
 
 const FP = 'SHA256:' + 'A'.repeat(43);
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');

@@ -8,7 +8,7 @@ import { limitsFor, validate } from '../../plugins/quota/options.ts';
 import { formatSize, parseSize } from '../../src/core/size.ts';
 import type { PluginHost } from '../../src/plugin/host.ts';
 import { loadPlugins } from '../../src/plugin/load.ts';
-import type { Entry } from '../../src/core/entry.ts';
+import type { Entry } from '../../src/core/types.ts';
 import type { FerryPlugin, UploadOp } from '../../src/plugin/types.ts';
 import { cleanup, tempDir } from '../e2e/harness.ts';
 

@@ -1,4 +1,4 @@
-// Uploads commit in the background while the session goes on with the next frames (src/server/session.ts,
+// Uploads commit in the background while the session goes on with the next frames (src/server/session/ingress.ts,
 // waitForCommits). Pipelined requests must still mean what they say: a rename, stat, list or get sent right
 // after an `end` sees the committed file; a second put of the same path is not refused as busy; a cancel
 // that arrives during the commit gets no second answer. Driven by a raw TLS client against a real server.

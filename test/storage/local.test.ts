@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
-import type { Entry } from '../../src/core/entry.ts';
+import type { Entry } from '../../src/core/types.ts';
 import { LocalDiskDriver, canPinDirectories } from '../../src/storage/local/mod.ts';
 import type { Storage, UploadOptions } from '../../src/storage/storage.ts';
 

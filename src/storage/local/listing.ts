@@ -1,7 +1,7 @@
 import type { Stats } from 'node:fs';
 import { opendir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Entry } from '../../core/entry.ts';
+import type { Entry } from '../../core/types.ts';
 import type { FerryError } from '../../core/errors.ts';
 import { parseVirtualPath } from '../../core/paths.ts';
 import { linkRefusal } from './confine.ts';

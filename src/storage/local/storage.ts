@@ -1,6 +1,6 @@
 import { mkdir, realpath, rename, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Entry } from '../../core/entry.ts';
+import type { Entry } from '../../core/types.ts';
 import { FerryError } from '../../core/errors.ts';
 import { parseVirtualPath } from '../../core/paths.ts';
 import type { ReadHandle, Storage, Upload, UploadOptions } from '../storage.ts';

@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { createHash, type Hash } from 'node:crypto';
 import { join } from 'node:path';
-import type { Entry } from '../../core/entry.ts';
+import type { Entry } from '../../core/types.ts';
 import { FerryError } from '../../core/errors.ts';
 import { utimeSeconds } from '../../fs/time.ts';
 import type { Upload, UploadOptions } from '../storage.ts';

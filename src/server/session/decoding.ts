@@ -1,7 +1,7 @@
 import type { Transform } from 'node:stream';
-import { FerryError } from '../core/errors.ts';
-import type { Upload } from '../storage/storage.ts';
-import { settled } from '../transport/streams.ts';
+import { FerryError } from '../../core/errors.ts';
+import type { Upload } from '../../storage/storage.ts';
+import { settled } from '../../transport/streams.ts';
 
 const HIGH = 4 * 1024 * 1024;
 const LOW = 1024 * 1024;

@@ -1,0 +1,249 @@
+import { FerryError } from '../../core/errors.ts';
+import { quotePath } from '../../core/paths.ts';
+import { escapeText } from '../../core/text.ts';
+import type { ClientMessageOf } from '../../protocol/messages.ts';
+import type { Upload } from '../../storage/storage.ts';
+import { DecodingWriter } from './decoding.ts';
+import { scopeOf } from './files.ts';
+import type { Ingress } from './ingress.ts';
+import { actorOf, need, Operation } from './operation.ts';
+import type { LoggedIn, SessionScope } from './scope.ts';
+
+/** Refused uploads whose data frames are still being dropped, at most (a client leaving more is broken). */
+const MAX_REFUSED_IDS = 1024;
+
+interface UploadState {
+  upload: Upload;
+  path: string;
+  started: number;
+  /** Asked to resume: the client's `from` comes first. */
+  awaitingFrom: boolean;
+  /** The operation's steps (operation.ts): audit and the plugins' upload:after, exactly once. */
+  op: Operation<'upload'>;
+  /** A plugin's decoder when the client sent encoded bytes. */
+  decoder: DecodingWriter | null;
+  /** Set while the commit runs: its end, not the connection's, reports how it ended. */
+  committing: boolean;
+  /** The client asked to overwrite (its `exists` means "not allowed to" when the account may not overwrite). */
+  overwriteAsked: boolean;
+  account: LoggedIn['account'];
+}
+
+/**
+ * A session's uploads: `put` starts one (checks, the plugins' veto, free space), its data frames are written as
+ * they come, `end` commits it in the background (verified, then placed), `cancel` or a failure ends it. A refused
+ * upload's id stays taken, and its data frames are dropped, until the client's `end` or `cancel`.
+ */
+export class Uploads {
+  readonly #s: SessionScope;
+  readonly #ingress: Ingress;
+  readonly #active = new Map<number, UploadState>();
+  readonly #refused = new Set<number>();
+
+  constructor(s: SessionScope, ingress: Ingress) {
+    this.#s = s;
+    this.#ingress = ingress;
+  }
+
+  /** Uploads in flight (for the per-user transfer limit). */
+  get count(): number {
+    return this.#active.size;
+  }
+
+  /** Whether `id` is taken by an upload, running or refused. */
+  owns(id: number): boolean {
+    return this.#active.has(id) || this.#refused.has(id);
+  }
+
+  /** A refused `put`: its data frames are dropped until the client's `end` or `cancel`. */
+  refuse(id: number): void {
+    if (this.#refused.size >= MAX_REFUSED_IDS) throw new FerryError('unexpected_message', 'Too many refused uploads left open');
+    this.#refused.add(id);
+  }
+
+  /** PUT: the checks, the veto, free space; then the bytes may come (after `resume`, with the offset offered). */
+  async put(id: number, msg: ClientMessageOf<'put'>, user: LoggedIn, started: number): Promise<void> {
+    const s = this.#s;
+    const scope = scopeOf(s, user);
+    const op = new Operation(scope, 'upload', { path: msg.path });
+    let state: UploadState | null = null;
+    let upload: Upload | null = null;
+    let release: (() => void) | null = null;
+    try {
+      op.permit();
+      if (msg.resume && !s.features.includes('resume')) throw new FerryError('bad_message', "'resume' was not negotiated in the handshake");
+      if (msg.encoding !== undefined && !s.features.includes(`encoding:${msg.encoding}`)) {
+        throw new FerryError('bad_message', `Encoding ${quotePath(msg.encoding.slice(0, 40))} was not negotiated in the handshake`);
+      }
+      const { maxUploadBytes, minFreeBytes } = s.ctx.options;
+      if (msg.size > maxUploadBytes) {
+        // Refused as too_large to a client that understands the code (negotiated), else as the quota refusal it knows.
+        const code = s.features.includes('too_large') ? 'too_large' : 'quota_exceeded';
+        throw new FerryError(code, `${quotePath(msg.path)} is ${msg.size} bytes; this server accepts files of at most ${maxUploadBytes} bytes`);
+      }
+      release = s.reserveTransfer();
+      try {
+        // The storage checks the target as it starts the upload (one look instead of a stat first), or, when no
+        // plugin needs to know what the upload replaces, as it commits (small uploads: one hop for it all).
+        upload = await user.storage.createUpload(msg.path, {
+          size: msg.size,
+          // Without the overwrite permission, a file that appears meanwhile is not replaced at commit either.
+          overwrite: msg.overwrite === true && user.account.perms.has('overwrite'),
+          parents: msg.parents === true,
+          resume: msg.resume === true,
+          ...(msg.mtime !== undefined ? { mtime: msg.mtime } : {}),
+          deferChecks: msg.encoding === undefined && !op.hooked,
+          mayCreateParents: user.account.perms.has('mkdir'),
+        });
+      } catch (err) {
+        throw refusalOf(err, user, msg.path, msg.overwrite === true);
+      }
+      if (upload.createsParents) op.permit('mkdir');
+      const replaces = upload.replaces;
+      await op.vet(() => ({ ...actorOf(scope), path: msg.path, size: msg.size, replaces }));
+      const needed = msg.size - upload.offset;
+      const free = needed > 0 ? await s.ctx.freeSpace.claim(needed) : null;
+      if (free !== null && free - needed < minFreeBytes) {
+        await upload.abort(upload.offset > 0).catch(() => {}); // a resumable part is kept, an empty one goes
+        upload = null;
+        throw new FerryError('no_space', `Not enough disk space on the server for ${quotePath(msg.path)}: it needs ${needed} more bytes, ${Math.max(0, free - minFreeBytes)} are available`);
+      }
+      if (s.stage === 'closed') {
+        // The connection went while the upload was being set up: keep the partial, release the plugins.
+        await upload.abort(true).catch(() => {});
+        op.lost('The connection closed during the upload');
+        return;
+      }
+      const resume = msg.resume === true;
+      state = { upload, path: msg.path, started, awaitingFrom: resume, op, decoder: null, committing: false, overwriteAsked: msg.overwrite === true, account: user.account };
+      this.#active.set(id, state);
+      if (msg.encoding !== undefined) {
+        const transform = await s.ctx.plugins.first('transfer:decode', { encoding: msg.encoding, op: { ...actorOf(scope), path: msg.path, size: msg.size, replaces } });
+        if (!transform) throw new FerryError('bad_message', `No plugin decodes ${quotePath(msg.encoding.slice(0, 40))}`);
+        state.decoder = new DecodingWriter(upload, transform, msg.encoding);
+      }
+      if (resume) s.transport.send(id, { t: 'resume', offset: upload.offset, sha256: upload.prefixSha256 });
+    } catch (err) {
+      if (state) {
+        this.#active.delete(id);
+        state.decoder?.destroy();
+      }
+      await upload?.abort(false).catch(() => {});
+      op.failed(err);
+      throw err;
+    } finally {
+      release?.();
+    }
+  }
+
+  /** FROM: where a resumed upload goes on: the offered offset (the client's prefix matched), or 0. */
+  async from(id: number, msg: ClientMessageOf<'from'>): Promise<void> {
+    if (this.#refused.has(id)) return;
+    const state = this.#active.get(id);
+    if (!state || !state.awaitingFrom) throw new FerryError('unexpected_message', `'from' for request ${id}, which is not waiting for it`);
+    state.awaitingFrom = false;
+    if (msg.offset === state.upload.offset) return;
+    if (msg.offset === 0) return state.upload.restart();
+    throw new FerryError('unexpected_message', `'from' offset ${msg.offset} is neither 0 nor the offered ${state.upload.offset}`);
+  }
+
+  /** DATA frames of an upload (a refused one's are dropped). */
+  async data(id: number, chunks: Buffer[]): Promise<void> {
+    if (this.#refused.has(id)) return;
+    const state = this.#active.get(id);
+    if (!state || state.awaitingFrom) throw new FerryError('unexpected_message', `Data for request ${id}, which is not an upload in progress`);
+    try {
+      await (state.decoder ?? state.upload).write(chunks);
+    } catch (err) {
+      await this.#fail(id, state, err);
+    }
+  }
+
+  /** END: the client's digest; the upload commits in the background (see Ingress.commitInBackground). */
+  async end(id: number, msg: ClientMessageOf<'end'>): Promise<void> {
+    if (this.#refused.delete(id)) return;
+    const state = this.#active.get(id);
+    if (!state || state.awaitingFrom || state.committing) throw new FerryError('unexpected_message', `'end' for request ${id}, which is not an upload in progress`);
+    state.committing = true;
+    this.#ingress.commitInBackground(id, state.path, this.#commit(id, state, msg));
+  }
+
+  /** CANCEL of an upload; false when `id` is not one (it may be a download). */
+  async cancel(id: number): Promise<boolean> {
+    if (this.#refused.delete(id)) return true;
+    const up = this.#active.get(id);
+    if (!up || up.committing) return false;
+    this.#active.delete(id);
+    await up.upload.abort(false).catch(() => {});
+    up.decoder?.destroy();
+    up.op.failed(new FerryError('cancelled', 'Upload cancelled'));
+    this.#s.transport.send(id, { t: 'error', code: 'cancelled', message: 'Upload cancelled' });
+    return true;
+  }
+
+  /** The connection is gone: uploads not committing keep their partial for a resume. Returns how many. */
+  async close(): Promise<number> {
+    const interrupted = [...this.#active.values()].filter((u) => !u.committing);
+    this.#active.clear();
+    await Promise.all(
+      interrupted.map((u) => {
+        u.decoder?.destroy();
+        u.op.lost('The connection closed during the upload');
+        return u.upload.abort(true).catch(() => {});
+      }),
+    );
+    return interrupted.length;
+  }
+
+  /** Verifies and places an upload, then answers; runs in the background. Never throws. */
+  async #commit(id: number, state: UploadState, msg: ClientMessageOf<'end'>): Promise<void> {
+    try {
+      await state.decoder?.finish();
+      const entry = await state.upload.commit(msg.sha256);
+      this.#active.delete(id);
+      state.decoder?.destroy();
+      const durationMs = Date.now() - state.started;
+      const resumedFrom = state.upload.offset;
+      state.op.succeeded({ bytes: entry.size, durationMs, sha256: msg.sha256 });
+      this.#s.transport.send(id, { t: 'ok', result: { size: entry.size, sha256: msg.sha256, resumedFrom, entry } });
+      this.#s.info(`UPLD ${escapeText(state.path, 200)}: received ${entry.size} B in ${durationMs} ms${resumedFrom ? ` (resumed at ${resumedFrom})` : ''}, sha256 verified`);
+    } catch (err) {
+      // commit() removes the partial itself on a mismatch; the id is finished either way (the client sent `end`).
+      await this.#fail(id, state, refusalOf(err, { account: state.account }, state.path, state.overwriteAsked), false);
+    }
+  }
+
+  /**
+   * Ends an upload with an error. `refuseLater`: the client may still be sending (its data frames and `end` are
+   * then dropped until it cancels); false once the client has sent `end`.
+   */
+  async #fail(id: number, state: UploadState, err: unknown, refuseLater = true): Promise<void> {
+    this.#active.delete(id);
+    if (refuseLater) this.refuse(id);
+    await state.upload.abort(false).catch(() => {});
+    state.decoder?.destroy();
+    const ferr = this.#s.problem(err, 'put');
+    state.op.failed(ferr);
+    this.#s.transport.send(id, { t: 'error', code: ferr.code, message: ferr.message });
+    this.#s.info(`UPLD ${escapeText(state.path, 200)}: ${ferr.code}: ${ferr.message}`);
+  }
+}
+
+/**
+ * A storage refusal of an upload in the protocol's words (as it starts, or as it commits after deferred checks):
+ * `exists` when the client asked to overwrite is `permission_denied` for an account that may not.
+ */
+function refusalOf(err: unknown, user: Pick<LoggedIn, 'account'>, path: string, overwriteAsked: boolean): unknown {
+  if (err instanceof FerryError && err.code === 'exists') {
+    if (overwriteAsked) {
+      try {
+        need(user.account, 'overwrite');
+      } catch (denied) {
+        return denied;
+      }
+    }
+    return new FerryError('exists', `${quotePath(path)} exists (use overwrite to replace it)`);
+  }
+  if (err instanceof FerryError && err.code === 'is_a_directory') return new FerryError('is_a_directory', `${quotePath(path)} is a directory`);
+  return err;
+}
