@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Runs every test/**/*.test.ts file in its own Node process (through tsx), two at a time, each bounded in
-// time; prints each file's output as a block, then a last line `N passed, N failed` for the totals.
+// time; prints each file's output as a block, then a last line `N passed, N failed, N skipped` for the totals.
+// A test that could not run here says so (test/skip.ts): it counts as skipped, never as passed, and its reason
+// is listed before the totals. With FERRY_NO_SKIP set (CI), such a test fails instead.
 // Usage: node scripts/test.mjs [substring filter...]
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -45,13 +47,15 @@ function runFile(file) {
       clearTimeout(timer);
       const text = strip(out);
       const total = Number(/Total:\s+(\d+)/.exec(text)?.[1] ?? 0);
-      const passed = Number(/Passed:\s+(\d+)/.exec(text)?.[1] ?? 0);
-      const skipped = Number(/Skipped:\s+(\d+)/.exec(text)?.[1] ?? 0);
+      // Tests that returned early because they could not run here (test/skip.ts): uvu counted them as passed.
+      const reasons = [...text.matchAll(/^\[ferry-test-skipped\] (.*)$/gm)].map((m) => m[1]);
+      const passed = Number(/Passed:\s+(\d+)/.exec(text)?.[1] ?? 0) - reasons.length;
+      const skipped = Number(/Skipped:\s+(\d+)/.exec(text)?.[1] ?? 0) + reasons.length;
       let failed = total - passed - skipped;
       // A crash, a timeout or a file that ran no test counts as a failure of that file.
       if ((code !== 0 || signal) && failed === 0) failed = 1;
       if (total === 0 && failed === 0) failed = 1;
-      resolve({ file, text, passed, failed, skipped, ms: Date.now() - started, code });
+      resolve({ file, text, passed, failed, skipped, reasons, ms: Date.now() - started, code });
     });
   });
 }
@@ -64,7 +68,8 @@ const workers = Array.from({ length: Math.min(Number(process.env.FERRY_TEST_JOBS
     const r = await runFile(file);
     results.push(r);
     const status = r.failed ? 'FAIL' : 'ok  ';
-    process.stdout.write(`\n=== ${status} ${file} (${r.passed} passed, ${r.failed} failed, ${(r.ms / 1000).toFixed(1)} s)\n`);
+    const skips = r.skipped ? `, ${r.skipped} skipped` : '';
+    process.stdout.write(`\n=== ${status} ${file} (${r.passed} passed, ${r.failed} failed${skips}, ${(r.ms / 1000).toFixed(1)} s)\n`);
     if (r.failed || process.env.FERRY_TEST_VERBOSE) process.stdout.write(r.text.trimEnd() + '\n');
   }
 });
@@ -74,5 +79,7 @@ const passed = results.reduce((n, r) => n + r.passed, 0);
 const failed = results.reduce((n, r) => n + r.failed, 0);
 const skipped = results.reduce((n, r) => n + r.skipped, 0);
 if (files.length === 0) console.log('no test files matched');
-console.log(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+const skippedWhy = results.flatMap((r) => r.reasons.map((why) => `  ${r.file}: ${why}`));
+if (skippedWhy.length > 0) console.log(`\nskipped (could not run here):\n${skippedWhy.join('\n')}`);
+console.log(`\n${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exitCode = failed > 0 || files.length === 0 ? 1 : 0;

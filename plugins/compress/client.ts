@@ -1,4 +1,4 @@
-import type { ClientEncodings } from '../../src/client/encodings.ts';
+import type { ClientEncodings } from '../../src/plugin/mod.ts';
 import { availableCodecs, codecByName, worthCompressing } from './codecs.ts';
 
 /** The client side of the compress plugin: what `connect` and `batch` offer in the handshake. */

@@ -1,4 +1,4 @@
-import { definePlugin } from '../../src/plugin/types.ts';
+import { definePlugin } from '../../src/plugin/mod.ts';
 import { availableCodecs, codecByName, worthCompressing } from './codecs.ts';
 
 export interface CompressOptions {

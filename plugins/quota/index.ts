@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { definePlugin, type FerryPlugin, type PluginLogger, type Usage } from '../../src/plugin/types.ts';
+import { definePlugin, type FerryPlugin, type PluginLogger, type Usage } from '../../src/plugin/mod.ts';
 import { Ledger } from './ledger.ts';
 import { limitsAnyone, limitsFor, validate, type Limits, type QuotaOptions } from './options.ts';
 import { scanHome } from './scan.ts';
-import { formatSize } from '../../src/core/size.ts';
+import { formatSize } from '../../src/plugin/mod.ts';
 
 export type { QuotaOptions } from './options.ts';
 

@@ -1,5 +1,5 @@
 import type { Limits } from './options.ts';
-import { formatSize } from '../../src/core/size.ts';
+import { formatSize } from '../../src/plugin/mod.ts';
 
 /** A directory of the tree; a file is just its size in bytes. */
 export class Dir {

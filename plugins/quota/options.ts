@@ -1,4 +1,4 @@
-import { parseSize } from '../../src/core/size.ts';
+import { parseSize } from '../../src/plugin/mod.ts';
 
 /** One set of limits. A field left out means "no limit" (or, for a user, "as in defaults"). */
 export interface Limits {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { PluginLogger } from '../../src/plugin/types.ts';
+import { backoff as retryDelay, type PluginLogger } from '../../src/plugin/mod.ts';
 import { redactUrl, type EndpointOptions } from './options.ts';
 import type { Outbox, OutboxBatch } from './outbox.ts';
 import { Poster, type PostResult } from './post.ts';
@@ -24,8 +24,7 @@ const LOG_EVERY_MS = 60_000;
  * ```
  */
 export function backoff(failures: number, capMs: number, random: () => number = Math.random): number {
-  const base = Math.min(capMs, FIRST_RETRY_MS * 2 ** Math.min(Math.max(failures - 1, 0), 30));
-  return Math.round(base / 2 + random() * (base / 2));
+  return retryDelay(failures, { firstMs: FIRST_RETRY_MS, capMs, random });
 }
 
 /** How a response or error is handled. */

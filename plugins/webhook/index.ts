@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AuditEvent } from '../../src/audit/event.ts';
-import { definePlugin, type FerryPlugin, type PluginContext, type PluginLogger } from '../../src/plugin/types.ts';
+import type { AuditEvent } from '../../src/plugin/mod.ts';
+import { definePlugin, type FerryPlugin, type PluginContext, type PluginLogger } from '../../src/plugin/mod.ts';
 import { Courier } from './courier.ts';
 import { redactUrl, validate, type EndpointOptions, type WebhookOptions } from './options.ts';
 import { Outbox } from './outbox.ts';

@@ -1,4 +1,4 @@
-import { AUDIT_EVENTS, type AuditEventType } from '../../src/audit/event.ts';
+import { AUDIT_EVENTS, type AuditEventType } from '../../src/plugin/mod.ts';
 
 /** One receiver of audit events, after validation. */
 export interface EndpointOptions {

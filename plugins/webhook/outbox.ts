@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { open, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { PluginLogger } from '../../src/plugin/types.ts';
+import type { PluginLogger } from '../../src/plugin/mod.ts';
 
 /** Records read for one delivery, in order. */
 export interface OutboxBatch {

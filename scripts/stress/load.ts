@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect, type FerryClient } from '../../src/client/client.ts';
+import { connect, type FerryClient } from '../../src/client/mod.ts';
 import { cleanup, startServer, tempDir } from '../../test/e2e/harness.ts';
 import { RawClient, sleep } from '../../test/hardening/raw.ts';
 

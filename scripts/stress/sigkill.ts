@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { connect, type FerryClient } from '../../src/client/client.ts';
+import { connect, type FerryClient } from '../../src/client/mod.ts';
 import { cleanup, startServer, tempDir, type ServerHandle } from '../../test/e2e/harness.ts';
 
 process.env.FERRY_SCRYPT_N ??= '1024';

@@ -25,3 +25,22 @@ export interface AuditEvent {
   /** Free text detail (e.g. the archive name for log_clear). */
   detail?: string;
 }
+
+const EVENT_TYPES: ReadonlySet<string> = new Set(AUDIT_EVENTS);
+
+/**
+ * `value` as an audit event if it has the shape of one (the fields every event has, of the right types), else
+ * null. Used on lines read back from the log, and on events a client receives.
+ */
+export function asAuditEvent(value: unknown): AuditEvent | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
+  const e = value as Record<string, unknown>;
+  const ok =
+    typeof e['time'] === 'string' &&
+    typeof e['event'] === 'string' &&
+    EVENT_TYPES.has(e['event']) &&
+    typeof e['user'] === 'string' &&
+    typeof e['address'] === 'string' &&
+    (e['result'] === 'ok' || e['result'] === 'error');
+  return ok ? (value as AuditEvent) : null;
+}

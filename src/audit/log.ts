@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AUDIT_EVENTS, type AuditEvent } from './event.ts';
+import { asAuditEvent, type AuditEvent } from './event.ts';
 import { writeFileAtomic } from '../fs/atomic.ts';
 import { placeNoReplaceSync } from '../fs/place.ts';
 
@@ -250,26 +250,13 @@ async function* _lines(fh: FileHandle): AsyncGenerator<string> {
   if (carry.length > 0 && !skipping) yield carry.toString('utf8');
 }
 
-const _EVENT_TYPES: ReadonlySet<string> = new Set(AUDIT_EVENTS);
-
 function _parse(line: string): AuditEvent | null {
   if (!line.startsWith('{')) return null;
-  let value: unknown;
   try {
-    value = JSON.parse(line);
+    return asAuditEvent(JSON.parse(line));
   } catch {
     return null;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
-  const e = value as Record<string, unknown>;
-  const ok =
-    typeof e['time'] === 'string' &&
-    typeof e['event'] === 'string' &&
-    _EVENT_TYPES.has(e['event']) &&
-    typeof e['user'] === 'string' &&
-    typeof e['address'] === 'string' &&
-    (e['result'] === 'ok' || e['result'] === 'error');
-  return ok ? (value as AuditEvent) : null;
 }
 
 function _code(err: unknown): string | undefined {

@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
+import pLimit from 'p-limit';
 import picomatch from 'picomatch';
 import { glob } from 'tinyglobby';
-import { PARTIAL_SUFFIX } from '../client/client.ts';
+import { PARTIAL_SUFFIX } from '../client/download.ts';
 import { FerryError } from '../core/errors.ts';
 import type { Entry } from '../core/types.ts';
 import { parseVirtualPath } from '../core/paths.ts';
@@ -76,20 +77,6 @@ export interface RemoteView {
 export interface PlanContext {
   remote: RemoteView;
   journal: { file(kind: 'put' | 'get', src: string, dst: string): FileRecord | undefined } | null;
-}
-
-/** Runs `fn` over `items` with at most `limit` at a time; results in order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 /** SHA-256 (hex) of a local file, streamed. */
@@ -202,7 +189,7 @@ async function walkLocal(dir: string): Promise<Array<{ path: string; rel: string
 }
 
 async function statLocal(items: Array<{ path: string; rel: string }>): Promise<Found[]> {
-  const stats = await mapLimit(items, 64, async (item) => {
+  const stats = await pLimit(64).map(items, async (item) => {
     const s = await stat(item.path).catch(() => null);
     return s?.isFile() ? { path: item.path, rel: item.rel, size: s.size, mtime: Math.floor(s.mtimeMs) } : null;
   });
@@ -432,7 +419,7 @@ async function decidePuts(items: Array<{ op: PutOp; found: Found; dst: string }>
     if (!h) localHashes.set(path, (h = hashLocalFile(path)));
     return h;
   };
-  const tasks = await mapLimit(items, 32, async ({ op, found, dst }): Promise<FileTask> => {
+  const tasks = await pLimit(32).map(items, async ({ op, found, dst }): Promise<FileTask> => {
     const task = newTask('put', op, found, dst);
     try {
       parseVirtualPath(dst);
@@ -482,7 +469,7 @@ async function decidePuts(items: Array<{ op: PutOp; found: Found; dst: string }>
 }
 
 async function decideGets(items: Array<{ op: GetOp; found: Found & { bad?: string }; dst: string }>, ctx: PlanContext, plan: StagePlan): Promise<FileTask[]> {
-  const tasks = await mapLimit(items, 32, async ({ op, found, dst }): Promise<FileTask> => {
+  const tasks = await pLimit(32).map(items, async ({ op, found, dst }): Promise<FileTask> => {
     const task = newTask('get', op, found, dst);
     if (found.bad !== undefined) {
       task.error = { code: 'invalid_path', message: `The server listed a name that is not safe to use locally: ${JSON.stringify(found.bad)}` };

@@ -33,7 +33,7 @@ export type BatchEvent =
       rate: number;
       active: Array<{ from: string; to: string; done: number; size: number }>;
     }
-  | ({ event: 'done'; size?: number; sha256?: string; resumedFrom?: number; ms: number; attempts: number } & FileRef)
+  | ({ event: 'done'; size?: number; sha256?: string; resumedFrom?: number; wireBytes?: number; encoding?: string | null; ms: number; attempts: number } & FileRef)
   | ({ event: 'skip'; reason: SkipReason; message: string } & FileRef)
   | ({ event: 'retry'; attempt: number; of: number; code: string; message: string; delayMs: number } & FileRef)
   | ({ event: 'error'; code: string; message: string; attempts: number; retried: boolean } & Partial<FileRef>)

@@ -1,5 +1,7 @@
 import { mkdir } from 'node:fs/promises';
-import type { FerryClient } from '../client/client.ts';
+import pLimit from 'p-limit';
+import { backoff } from '../core/backoff.ts';
+import type { FerryClient } from '../client/mod.ts';
 import { FerryError } from '../core/errors.ts';
 import type { Entry } from '../core/types.ts';
 import type { Journal } from './journal.ts';
@@ -19,7 +21,7 @@ export interface RunOptions {
   signal: AbortSignal;
   /** Opens a logged-in connection (connect + login). Called again after the connection is lost. */
   connect: () => Promise<FerryClient>;
-  /** First retry delay; doubles each attempt, at most 30 s. Default 500 ms. */
+  /** First retry delay (core/backoff.ts: doubles each attempt, at most 30 s, with jitter). Default 500 ms. */
   retryDelayMs?: number;
   /** In-flight requests that see no byte for this long drop the connection (it is reopened). Default 120 s. */
   stallMs?: number;
@@ -90,28 +92,6 @@ class Session {
   }
 }
 
-/** A counting semaphore. */
-class Limiter {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-  constructor(private readonly limit: number) {}
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
-    this.active++;
-    try {
-      return await fn();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
-    }
-  }
-
-  get busy(): number {
-    return this.active;
-  }
-}
-
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
@@ -149,7 +129,8 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
   const retryDelayMs = options.retryDelayMs ?? 500;
   const progress = new ProgressState();
   const session = new Session(options.connect);
-  const limiter = new Limiter(options.concurrency);
+  /** Planning requests, folders and simple operations: at most `concurrency` in flight. */
+  const limiter = pLimit(options.concurrency);
   const emit = (e: BatchEvent) => reporter.event(e);
   let skipped = 0;
   let failed = 0;
@@ -192,7 +173,7 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
     const c = session.current;
     if (!c || c.closed) return;
     const total = c.wireBytes.in + c.wireBytes.out;
-    if (total !== lastBytes || (progress.active.size === 0 && limiter.busy === 0)) {
+    if (total !== lastBytes || (progress.active.size === 0 && limiter.activeCount === 0)) {
       lastBytes = total;
       lastMove = Date.now();
     } else if (Date.now() - lastMove > (options.stallMs ?? 120_000)) {
@@ -213,7 +194,7 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
         if (interrupted) throw new Interrupted();
         const failure = classify(err);
         if (!failure.retryable || n >= attemptsAllowed) return { ok: false, failure, attempts: n };
-        const delayMs = Math.round(Math.min(30_000, retryDelayMs * 2 ** (n - 1)) * (0.75 + Math.random() * 0.5));
+        const delayMs = backoff(n, { firstMs: retryDelayMs, capMs: 30_000 });
         if (ref?.op !== undefined && ref.kind !== undefined && ref.from !== undefined) {
           emit({ event: 'retry', ...(ref as FileRef), attempt: n, of: attemptsAllowed, code: failure.code, message: failure.message, delayMs });
         } else {
@@ -231,7 +212,7 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
     statHash: (path) => call((c) => c.statHash(path)),
   };
   async function call<T>(fn: (c: FerryClient) => Promise<T>): Promise<T> {
-    const r = await limiter.run(() => attempt(null, fn));
+    const r = await limiter(() => attempt(null, fn));
     if (r.ok) return r.value;
     throw new FerryError(r.failure.code as never, r.failure.message);
   }
@@ -354,20 +335,20 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
 
     // Folders first, once each: the deepest missing remote ones (with parents), the local ones.
     // A failure here is not reported: the uploads into that folder fail with the reason.
-    await Promise.all(plan.remoteDirs.map((dir) => limiter.run(() => attempt(null, (c) => c.mkdir(dir, true))).catch(() => {})));
+    await Promise.all(plan.remoteDirs.map((dir) => limiter(() => attempt(null, (c) => c.mkdir(dir, true))).catch(() => {})));
     for (const dir of plan.localDirs) await mkdir(dir, { recursive: true }).catch(() => {});
 
     // Larger files first, so the long transfers overlap the many small ones rather than trail them.
     const queue = [...todo].sort((a, b) => b.size - a.size);
-    let next = 0;
-    const worker = async () => {
-      while (next < queue.length && !interrupted) {
-        const t = queue[next++]!;
-        await transfer(t, ref(t));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(options.concurrency, queue.length) }, worker));
-    notRun += queue.length - Math.min(next, queue.length);
+    const transfers = pLimit(options.concurrency);
+    await Promise.all(
+      queue.map((t) =>
+        transfers(async () => {
+          if (interrupted) notRun++; // Ctrl-C: what has not started does not start
+          else await transfer(t, ref(t));
+        }),
+      ),
+    );
   }
 
   async function transfer(t: FileTask, r: FileRef): Promise<void> {
@@ -388,7 +369,7 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
         const v = result.value;
         resumedBytes += v.resumedFrom;
         journal?.recordFile({ kind: t.kind, src: t.src, dst: t.dst, size: v.size, mtime: t.mtime, sha256: v.sha256 });
-        emit({ event: 'done', ...r, size: v.size, sha256: v.sha256, resumedFrom: v.resumedFrom, ms: Date.now() - started, attempts: result.attempts });
+        emit({ event: 'done', ...r, size: v.size, sha256: v.sha256, resumedFrom: v.resumedFrom, wireBytes: v.wireBytes, encoding: v.encoding, ms: Date.now() - started, attempts: result.attempts });
         return;
       }
       const f = result.failure;
@@ -440,7 +421,7 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
     }
     const started = Date.now();
     let tries = 0;
-    const result = await limiter.run(() =>
+    const result = await limiter(() =>
       attempt(r, async (client): Promise<SkipReason | null> => {
         tries++;
         try {

@@ -1,13 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import process from 'node:process';
-import { connect, type FerryClient } from '../client/client.ts';
+import { connect, type FerryClient } from '../client/mod.ts';
 import { KnownHosts } from '../client/known-hosts.ts';
 import { Journal } from '../batch/journal.ts';
 import { formatProblem, MAX_CONCURRENCY, parseManifest, type Problem } from '../batch/manifest.ts';
 import { jsonReporter, plainReporter, terminalReporter, type Reporter } from '../batch/report.ts';
 import { EXIT, runBatch } from '../batch/runner.ts';
-import { UsageError } from './main.ts';
+import { clientEncodings } from './bundled-plugins.ts';
+import { UsageError } from './errors.ts';
 
 export interface BatchCliOptions {
   /** A path; `true` when given without one (cac reads `--manifest -` that way). */
@@ -127,6 +128,7 @@ export async function runBatchCommand(positional: string | undefined, options: B
       host: manifest.server.host,
       port: manifest.server.port,
       knownHosts,
+      encodings: clientEncodings(),
       ...(manifest.insecure ? { insecure: true } : {}),
       ...(manifest.fingerprint ? { fingerprint: manifest.fingerprint } : {}),
     });

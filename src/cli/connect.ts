@@ -1,13 +1,14 @@
 import { readdir, stat, mkdir } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import pLimit from 'p-limit';
 import { renderEvent } from '../audit/render.ts';
-import { compressionForClient } from '../../plugins/compress/client.ts';
 import { parseAddress } from '../core/address.ts';
-import { connect, type FerryClient, type HostCheck, type UsageInfo } from '../client/client.ts';
+import { connect, type FerryClient, type HostCheck, type UsageInfo } from '../client/mod.ts';
 import { FerryError } from '../core/errors.ts';
 import type { Entry } from '../core/types.ts';
 import { formatBytes, formatRate, formatSeconds, formatTime, splitWords } from './format.ts';
+import { clientEncodings } from './bundled-plugins.ts';
 import { progressBar } from './progress.ts';
 import { Prompt } from './prompt.ts';
 
@@ -106,7 +107,7 @@ class Shell {
       ...(this.options.insecure ? { insecure: true } : {}),
       ...(this.options.fingerprint ? { fingerprint: this.options.fingerprint } : {}),
       ...(this.prompt ? { confirmHost: (check: HostCheck) => this.confirmHost(check) } : {}),
-      encodings: compressionForClient(),
+      encodings: clientEncodings(),
     });
     this.client = client;
     const how = client.fingerprint ? `TLS, fingerprint ${client.fingerprint}` : 'PLAIN TCP, NOT ENCRYPTED';
@@ -405,20 +406,16 @@ class Shell {
 
 /** Runs `work` over items with at most `limit` at once; the first failure stops new starts and is thrown. */
 async function pool<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: unknown = null;
-  const runners = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length && failure === null) {
-      const item = items[next++] as T;
-      try {
-        await work(item);
-      } catch (err) {
-        failure ??= err;
-      }
+  let failure: { err: unknown } | null = null;
+  await pLimit(limit).map(items, async (item) => {
+    if (failure !== null) return;
+    try {
+      await work(item);
+    } catch (err) {
+      failure ??= { err };
     }
   });
-  await Promise.all(runners);
-  if (failure !== null) throw failure;
+  if (failure !== null) throw (failure as { err: unknown }).err;
 }
 
 export type { Entry };

@@ -1,5 +1,10 @@
 import { FerryError } from '../core/errors.ts';
 
+/** A command line that cannot be run as given: printed as one line, exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
 /** Prints one clear line (or the few lines of a host-key warning) and sets a non-zero exit code. */
 export function handleError(err: unknown): void {
   const e = err instanceof Error ? err : new Error(String(err));

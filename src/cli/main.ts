@@ -1,5 +1,6 @@
 import { cac } from 'cac';
 import { VERSION } from '../version.ts';
+import { UsageError } from './errors.ts';
 
 /** Builds the command line. Each action imports its module lazily, so `--help` loads nothing heavy. */
 export function buildCli() {
@@ -70,8 +71,4 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   await cli.runMatchedCommand();
-}
-
-export class UsageError extends Error {
-  override name = 'UsageError';
 }

@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { TransferProgress } from '../client/client.ts';
+import type { TransferProgress } from '../client/mod.ts';
 import { formatBytes, formatRate } from './format.ts';
 
 export interface ProgressDisplay {

@@ -104,11 +104,22 @@ export interface EncodedStream {
 }
 
 /** Usage figures shown in LIST and STAT replies (e.g. against a quota). */
-export interface Usage {
-  bytes: number;
-  files: number;
-  maxBytes?: number;
-  maxFiles?: number;
+export type { Usage } from '../core/types.ts';
+import type { Usage } from '../core/types.ts';
+
+/**
+ * The client side of wire encodings (e.g. compression), offered in the handshake as `encoding:<name>`. The
+ * client library knows nothing about particular codecs: a plugin's client part supplies them.
+ */
+export interface ClientEncodings {
+  /** Encodings in order of preference. */
+  names: readonly string[];
+  /** File bytes → wire bytes, or null if unknown. */
+  encoder(name: string): Transform | null;
+  /** Wire bytes → file bytes, or null if unknown. */
+  decoder(name: string): Transform | null;
+  /** Whether encoding a file is worth it, judged from its name and first bytes. */
+  worthEncoding(path: string, sample: Uint8Array): boolean;
 }
 
 export interface ServerInfo {

@@ -13,11 +13,37 @@ export interface WireHandlers {
 }
 
 /**
+ * What sends ferry frames to a peer and lets its reading be paused: a `Wire` over a socket, or anything else that
+ * carries the same frames (a WebSocket, a test's fake). Sessions and clients speak through this, never a socket.
+ */
+export interface FrameTransport {
+  /** Sends a control message; false means the buffer is full and the caller should `await drained()`. */
+  send(id: number, message: object): boolean;
+  /** Sends one DATA frame; returns as `send`. */
+  sendData(id: number, payload: Uint8Array): boolean;
+  /**
+   * Sends one DATA frame built in place (the payload after HEADER_SIZE free bytes); `onWritten` is called once the
+   * transport no longer needs `frame`. Returns as `send`.
+   */
+  sendFrame(id: number, frame: Buffer, onWritten: () => void): boolean;
+  /** Resolves when the transport can take more (at once when it is not full, or closed). */
+  drained(): Promise<void>;
+  /** Stops reading from the peer until as many `resume` calls. */
+  pause(): void;
+  resume(): void;
+  /** Sends a final error (a FerryError) and closes; closes at once for any other error. */
+  fail(err: Error): void;
+  /** Ends the connection politely, after what is written. */
+  end(): void;
+  readonly isClosed: boolean;
+}
+
+/**
  * Glues a socket (TCP or TLS) to the pure frame decoder and encoder. Sends the preamble first, checks the
  * peer's. Owns nothing else: sessions and clients decide what frames mean. Reading can be paused by
  * several independent holders (each transfer that is behind), and resumes when all have let go.
  */
-export class Wire {
+export class Wire implements FrameTransport {
   readonly decoder: FrameDecoder;
   private closed = false;
   private pauses = 0;

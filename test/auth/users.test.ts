@@ -9,6 +9,7 @@ import { FerryError } from '../../src/core/errors.ts';
 import { verifyPassword } from '../../src/auth/password.ts';
 import { PERMISSIONS } from '../../src/auth/types.ts';
 import { UserStore, validateUsername } from '../../src/auth/users.ts';
+import { skip } from '../skip.ts';
 
 process.env['FERRY_SCRYPT_N'] = '1024';
 
@@ -146,7 +147,7 @@ basics('a weak password is refused and nothing is written', async ({ file }) => 
 });
 
 basics('the users file is written with mode 0600 and no temp or lock file is left', async ({ dir, file }) => {
-  if (process.platform === 'win32') return;
+  if (process.platform === 'win32') return skip('POSIX file modes (not on Windows)');
   const store = new UserStore(file);
   await store.add('alice', 'correct horse');
   assert.is(statSync(file).mode & 0o777, 0o600);

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, UnexpectedDigestError, type FerryClient } from '../../src/client/client.ts';
+import { connect, UnexpectedDigestError, type FerryClient } from '../../src/client/mod.ts';
 import { cleanup, startServer, tempDir, type ServerHandle } from '../e2e/harness.ts';
 import { addUser, batch, homeOf, manifest } from './e2e-helpers.ts';
 

@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { worthCompressing } from '../../plugins/compress/codecs.ts';
 import { FrameDecoder, PREAMBLE, encodeData, encodeMessage, parseServerMessage, type ServerMessage } from '../../src/protocol/mod.ts';
-import { childEnv, cleanup, exited, sha256File, startFerry, startServer, tempDir, waitUntil, type ServerHandle } from '../e2e/harness.ts';
+import { childEnv, cleanup, exited, runFerry, sha256File, startFerry, startServer, tempDir, waitUntil, type ServerHandle } from '../e2e/harness.ts';
 
 const unit = suite('compressibility check');
 
@@ -67,6 +67,35 @@ e2e('a compressible upload crosses the wire smaller and is stored byte-identical
   assert.is(sha256File(join(server.dataDir, 'homes', 'zip', 'data.jsonl')), original, 'stored as sent');
   assert.is(sha256File(join(work, 'back.jsonl')), original);
   assert.ok(r.stdout.includes(`sha256 verified: ${original}`), 'the digest reported is of the original bytes');
+});
+
+e2e('ferry batch compresses too: the client decides per file, up and down, and the bytes verify', async () => {
+  const dir = join(work, 'batch');
+  writeFileSync(join(work, 'm.yaml'), [
+    `server: 127.0.0.1:${server.port}`,
+    `fingerprint: ${server.fingerprint}`,
+    'user: zip',
+    'password: ${FERRY_PASSWORD}',
+    'ops:',
+    '  - put: ./data.jsonl',
+    '    to: batch/',
+    '  - put: ./random.bin',
+    '    to: batch/',
+    '  - get: batch/data.jsonl',
+    `    to: ${dir}/`,
+    '',
+  ].join('\n'));
+  const r = await runFerry(['batch', 'm.yaml', '--json'], { env: childEnv(server.home, { FERRY_PASSWORD: 'password1' }), cwd: work, timeoutMs: 60_000 });
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  const done = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.event === 'done');
+  const of = (kind: string, name: string) => done.find((e) => e.kind === kind && String(e.from).endsWith(name));
+  const up = of('put', 'data.jsonl');
+  const down = of('get', 'data.jsonl');
+  assert.ok(up?.encoding && up.wireBytes < (4 * 1024 * 1024) / 4, JSON.stringify(up));
+  assert.ok(down?.encoding && down.wireBytes < (4 * 1024 * 1024) / 4, JSON.stringify(down));
+  assert.is(of('put', 'random.bin')?.encoding, null, 'incompressible: sent as it is');
+  assert.is(sha256File(join(server.dataDir, 'homes', 'zip', 'batch', 'data.jsonl')), sha256File(join(work, 'data.jsonl')));
+  assert.is(sha256File(join(dir, 'data.jsonl')), sha256File(join(work, 'data.jsonl')));
 });
 
 e2e('incompressible data is sent as it is', async () => {

@@ -12,6 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FerryError } from '../../src/core/errors.ts';
 import { canPinDirectories, LocalDiskDriver } from '../../src/storage/local/mod.ts';
+import { skip } from '../skip.ts';
 
 const SECONDS = Number(process.env.FERRY_RACE_SECONDS ?? 3);
 const LOOPS = 6;
@@ -56,10 +57,7 @@ function snapshot(dir: string): string[] {
 const race = suite('hardening: a directory swapped for a symlink mid-operation');
 
 race('no operation under a flipping directory reaches outside the home', async () => {
-  if (!(await canPinDirectories())) {
-    console.log('  swap-race: /proc/self/fd does not name opened directories here; the race is open on this platform (skipped)');
-    return;
-  }
+  if (!(await canPinDirectories())) return skip('/proc/self/fd does not name opened directories here; the race is open on this platform');
   const root = mkdtempSync(join(tmpdir(), 'ferry-swap-race-'));
   const outside = join(root, 'outside');
   const home = join(root, 'data', 'homes', 'a');

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SmallCommits, type SmallCommit } from '../../src/storage/local/lanes.ts';
+import { skip } from '../skip.ts';
 
 const test = suite('storage: small commits in worker threads');
 let root = '';
@@ -94,7 +95,7 @@ test('a partial that cannot be written is removed and the error says why', async
 test('a commit stuck on the disk does not hold up the others: another lane takes them', async () => {
   // Opening a FIFO for writing blocks until a reader comes: a commit that hangs the way one on a dead disk would.
   const fifo = join(root, 'partials', 'stuck.part');
-  if (spawnSync('mkfifo', [fifo]).status !== 0) return console.log('    (no mkfifo: skipped)');
+  if (spawnSync('mkfifo', [fifo]).status !== 0) return skip('no mkfifo on this system');
   assert.ok((await commits.run(job('warm'))).ok, 'the first lane is up');
   const stuck = commits.run(job('stuck', { partial: fifo }));
   await new Promise((r) => setTimeout(r, 100));

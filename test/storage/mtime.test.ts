@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect } from '../../src/client/client.ts';
+import { connect } from '../../src/client/mod.ts';
 import { silentLog } from '../../src/server/console.ts';
 import { FerryServer } from '../../src/server/server.ts';
 import { LocalDiskDriver } from '../../src/storage/local/mod.ts';

@@ -2,33 +2,14 @@ import type { AuditEvent } from '../../audit/event.ts';
 import type { FerryError } from '../../core/errors.ts';
 import type { Account } from '../../auth/types.ts';
 import type { Storage } from '../../storage/storage.ts';
+import type { FrameTransport } from '../../transport/wire.ts';
 import type { ServerContext } from '../context.ts';
 
 /**
  * How a session reaches its client: the ferry protocol's frames over a socket (transport/wire.ts), or anything
  * else that carries the same frames (a WebSocket, a test's fake). The session never sees a socket.
  */
-export interface SessionTransport {
-  /** Sends a control message; false means the buffer is full and the caller should `await drained()`. */
-  send(id: number, message: object): boolean;
-  /** Sends one DATA frame; returns as `send`. */
-  sendData(id: number, payload: Uint8Array): boolean;
-  /**
-   * Sends one DATA frame built in place (the payload after HEADER_SIZE free bytes); `onWritten` is called once
-   * the transport no longer needs `frame`. Returns as `send`.
-   */
-  sendFrame(id: number, frame: Buffer, onWritten: () => void): boolean;
-  /** Resolves when the transport can take more (at once when it is not full, or closed). */
-  drained(): Promise<void>;
-  /** Stops reading from the client until as many `resume` calls. */
-  pause(): void;
-  resume(): void;
-  /** Sends a final error (a FerryError) and closes; closes at once for any other error. */
-  fail(err: Error): void;
-  /** Ends the connection politely, after what is written. */
-  end(): void;
-  readonly isClosed: boolean;
-}
+export type SessionTransport = FrameTransport;
 
 export type Stage = 'hello' | 'auth' | 'ready' | 'closed';
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Entry } from '../../core/types.ts';
 import { FerryError } from '../../core/errors.ts';
 import { utimeSeconds } from '../../fs/time.ts';
+import { writevFully } from '../../fs/write.ts';
 import type { Upload, UploadOptions } from '../storage.ts';
 import { commitSmall, placeUpload, type SmallOutcome } from './commit.ts';
 import { O_NOFOLLOW, PARTIAL_FLAGS } from './confine.ts';
@@ -250,14 +251,7 @@ class LocalUpload implements Upload {
         return;
       }
       const at = this.#received;
-      const writing = (async () => {
-        let done = (await handle.writev(chunks as Buffer[], at)).bytesWritten;
-        while (done < total) {
-          const written = (await handle.writev(skipBytes(chunks, done), at + done)).bytesWritten;
-          if (written === 0) throw new FerryError('internal', `Cannot upload ${this.#s.shown}: the disk accepted no bytes`);
-          done += written;
-        }
-      })();
+      const writing = writevFully(handle, chunks, at);
       // Hashed here while a pool thread writes the same bytes (both only read them): the two overlap instead of
       // taking turns. If the write fails, the upload fails with it; a digest that saw bytes the file did not
       // could only make a later commit refuse (digest_mismatch), never accept.
@@ -393,20 +387,6 @@ async function hashPrefix(handle: FileHandle, length: number, hash: Hash): Promi
     hash.update(buffer.subarray(0, bytesRead));
     position += bytesRead;
   }
-}
-
-/** `chunks` without their first `n` bytes (after a short write). */
-export function skipBytes<T extends Uint8Array>(chunks: readonly T[], n: number): T[] {
-  const rest: T[] = [];
-  for (const chunk of chunks) {
-    if (n >= chunk.length) {
-      n -= chunk.length;
-      continue;
-    }
-    rest.push(n > 0 ? (chunk.subarray(n) as T) : chunk);
-    n = 0;
-  }
-  return rest;
 }
 
 /** Writes a small upload's held bytes as its partial file. */

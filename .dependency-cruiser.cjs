@@ -1,0 +1,78 @@
+// The layers of ferry's source, checked on every CI run (npm run check:layers). One direction of dependency:
+//   cli -> client | server | batch -> protocol | transport | auth | storage | audit | plugin | tls -> fs -> core
+// core (errors, Entry, paths, quoting, sizes, addresses) imports nothing of ours. Type-only imports count too,
+// except where a rule says otherwise.
+const OURS = '^(src|plugins)/';
+const below = (name, from, allowed) => ({
+  name,
+  severity: 'error',
+  comment: `${from} may import only ${allowed}`,
+  from: { path: `^src/${from}/` },
+  to: { path: OURS, pathNot: `^src/(${allowed})/` },
+});
+
+module.exports = {
+  forbidden: [
+    { name: 'no-circular', severity: 'error', comment: 'no import cycles', from: {}, to: { circular: true } },
+    { name: 'resolvable', severity: 'error', comment: 'every import resolves', from: {}, to: { couldNotResolve: true } },
+    below('core-imports-nothing-of-ours', 'core', 'core'),
+    below('fs-is-low', 'fs', 'core|fs'),
+    below('protocol-is-pure', 'protocol', 'core|protocol'),
+    below('transport', 'transport', 'core|protocol|transport'),
+    below('auth', 'auth', 'core|fs|auth'),
+    below('audit', 'audit', 'core|fs|audit'),
+    below('tls', 'tls', 'core|fs|tls'),
+    below('storage', 'storage', 'core|fs|storage'),
+    below('plugin-layer', 'plugin', 'core|audit|auth|plugin'),
+    {
+      name: 'server-below-cli',
+      severity: 'error',
+      comment: 'the server knows nothing of the client, batch or the CLI',
+      from: { path: '^src/server/' },
+      to: { path: '^src/(cli|client|batch)/' },
+    },
+    {
+      name: 'client-below-cli',
+      severity: 'error',
+      comment: 'the client library knows nothing of the server, its storage and accounts, batch or the CLI',
+      from: { path: '^src/client/' },
+      to: { path: '^src/(cli|server|batch|storage|auth)/' },
+    },
+    {
+      name: 'batch-without-sockets',
+      severity: 'error',
+      comment: "batch gets its connections from the CLI: it does not import the client's socket modules (a host is parsed by core/address.ts)",
+      from: { path: '^src/batch/' },
+      to: { path: '^src/(cli|server|storage|transport)/|^src/client/(connection|client|mux|mod)\\.ts$', dependencyTypesNot: ['type-only'] },
+    },
+    {
+      name: 'plugins-use-the-sdk',
+      severity: 'error',
+      comment: 'a bundled plugin imports only the plugin SDK (src/plugin/mod.ts) of ferry',
+      from: { path: '^plugins/([^/]+)/' },
+      to: { path: '^src/', pathNot: '^src/plugin/mod\\.ts$' },
+    },
+    {
+      name: 'plugins-stay-out',
+      severity: 'error',
+      comment: 'only the CLI wiring (src/cli/bundled-plugins.ts) knows the bundled plugins',
+      from: { path: '^src/', pathNot: '^src/cli/bundled-plugins\\.ts$' },
+      to: { path: '^plugins/' },
+    },
+    {
+      name: 'one-plugin-not-another',
+      severity: 'error',
+      comment: 'a bundled plugin does not import another',
+      from: { path: '^plugins/([^/]+)/' },
+      to: { path: '^plugins/', pathNot: '^plugins/$1/' },
+    },
+    { name: 'no-tests-in-source', severity: 'error', from: { path: OURS }, to: { path: '^test/' } },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    // ESM conditions, as Node and Deno resolve our imports (cac has only an ESM entry).
+    enhancedResolveOptions: { extensions: ['.ts', '.js', '.mjs', '.cjs'], exportsFields: ['exports'], conditionNames: ['import', 'node', 'default'] },
+  },
+};
