@@ -10,7 +10,8 @@ import { FerryError } from '../core/errors.ts';
 import type { Entry } from '../core/types.ts';
 import { parseVirtualPath } from '../core/paths.ts';
 import type { FileRecord } from './journal.ts';
-import { isGlob, normaliseRemote, type GetOp, type Op, type PutOp } from './manifest.ts';
+import type { GetOp, Op, PutOp } from './manifest.ts';
+import { isGlob, normaliseRemote } from './remote-paths.ts';
 
 /** Why a file or operation is not done. */
 export type SkipReason = 'journal' | 'exists' | 'unchanged' | 'identical' | 'missing';
