@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
-import pLimit from 'p-limit';
+import pMap from 'p-map';
 import picomatch from 'picomatch';
 import { glob } from 'tinyglobby';
 import { PARTIAL_SUFFIX } from '../client/download.ts';
@@ -190,10 +190,10 @@ async function walkLocal(dir: string): Promise<Array<{ path: string; rel: string
 }
 
 async function statLocal(items: Array<{ path: string; rel: string }>): Promise<Found[]> {
-  const stats = await pLimit(64).map(items, async (item) => {
+  const stats = await pMap(items, async (item) => {
     const s = await stat(item.path).catch(() => null);
     return s?.isFile() ? { path: item.path, rel: item.rel, size: s.size, mtime: Math.floor(s.mtimeMs) } : null;
-  });
+  }, { concurrency: 64 });
   return stats.filter((s): s is Found => s !== null);
 }
 
@@ -420,7 +420,7 @@ async function decidePuts(items: Array<{ op: PutOp; found: Found; dst: string }>
     if (!h) localHashes.set(path, (h = hashLocalFile(path)));
     return h;
   };
-  const tasks = await pLimit(32).map(items, async ({ op, found, dst }): Promise<FileTask> => {
+  const tasks = await pMap(items, async ({ op, found, dst }): Promise<FileTask> => {
     const task = newTask('put', op, found, dst);
     try {
       parseVirtualPath(dst);
@@ -463,14 +463,14 @@ async function decidePuts(items: Array<{ op: PutOp; found: Found; dst: string }>
       }
     }
     return task;
-  });
+  }, { concurrency: 32 });
   const missing = tasks.filter((t) => !t.skip && !t.error && dirs.get(remoteDirname(t.dst)) === 'missing').map((t) => remoteDirname(t.dst));
   plan.remoteDirs = deepest(missing);
   return tasks;
 }
 
 async function decideGets(items: Array<{ op: GetOp; found: Found & { bad?: string }; dst: string }>, ctx: PlanContext, plan: StagePlan): Promise<FileTask[]> {
-  const tasks = await pLimit(32).map(items, async ({ op, found, dst }): Promise<FileTask> => {
+  const tasks = await pMap(items, async ({ op, found, dst }): Promise<FileTask> => {
     const task = newTask('get', op, found, dst);
     if (found.bad !== undefined) {
       task.error = { code: 'invalid_path', message: `The server listed a name that is not safe to use locally: ${JSON.stringify(found.bad)}` };
@@ -513,7 +513,7 @@ async function decideGets(items: Array<{ op: GetOp; found: Found & { bad?: strin
       }
     }
     return task;
-  });
+  }, { concurrency: 32 });
   plan.localDirs = [...new Set(tasks.filter((t) => !t.skip && !t.error).map((t) => dirname(t.dst)))].sort();
   return tasks;
 }

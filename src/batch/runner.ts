@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import pLimit from 'p-limit';
+import pMap from 'p-map';
 import { backoff } from '../core/backoff.ts';
 import type { FerryClient } from '../client/mod.ts';
 import { FerryError } from '../core/errors.ts';
@@ -340,14 +341,14 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
 
     // Larger files first, so the long transfers overlap the many small ones rather than trail them.
     const queue = [...todo].sort((a, b) => b.size - a.size);
-    const transfers = pLimit(options.concurrency);
-    await Promise.all(
-      queue.map((t) =>
-        transfers(async () => {
-          if (interrupted) notRun++; // Ctrl-C: what has not started does not start
-          else await transfer(t, ref(t));
-        }),
-      ),
+    // At most `concurrency` in flight; p-map takes the next file only as one finishes.
+    await pMap(
+      queue,
+      async (t) => {
+        if (interrupted) notRun++; // Ctrl-C: what has not started does not start
+        else await transfer(t, ref(t));
+      },
+      { concurrency: options.concurrency },
     );
   }
 

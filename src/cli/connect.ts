@@ -1,7 +1,7 @@
 import { readdir, stat, mkdir } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import pLimit from 'p-limit';
+import pMap from 'p-map';
 import { renderEvent } from '../audit/render.ts';
 import { parseAddress } from '../core/address.ts';
 import { connect, type FerryClient, type HostCheck, type UsageInfo } from '../client/mod.ts';
@@ -407,14 +407,18 @@ class Shell {
 /** Runs `work` over items with at most `limit` at once; the first failure stops new starts and is thrown. */
 async function pool<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let failure: { err: unknown } | null = null;
-  await pLimit(limit).map(items, async (item) => {
-    if (failure !== null) return;
-    try {
-      await work(item);
-    } catch (err) {
-      failure ??= { err };
-    }
-  });
+  await pMap(
+    items,
+    async (item) => {
+      if (failure !== null) return;
+      try {
+        await work(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    },
+    { concurrency: limit },
+  );
   if (failure !== null) throw (failure as { err: unknown }).err;
 }
 

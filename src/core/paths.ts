@@ -35,9 +35,8 @@ const ONLY_DOTS_OR_SPACES = /^[. ]+$/;
  */
 export function parseVirtualPath(input: unknown): string[] {
   if (typeof input !== 'string') throw new FerryError('invalid_path', 'Path is not a string');
-  const shown = quotePath(input);
   const refuse = (why: string): never => {
-    throw new FerryError('invalid_path', `Path ${shown} ${why}`);
+    throw new FerryError('invalid_path', `Path ${quotePath(input)} ${why}`);
   };
   // Bound the work before normalising (NFC can grow a string only by a small factor).
   if (Buffer.byteLength(input, 'utf8') > MAX_PATH_BYTES) refuse(`is longer than ${MAX_PATH_BYTES} bytes`);

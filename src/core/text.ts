@@ -10,6 +10,8 @@
 
 // Lone surrogates match \p{Cs} only when unpaired, because of the `u` flag.
 const UNSAFE = /[\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/gu;
+/** The same characters, any surrogate included, without the `u` flag: a quick test that most text passes. */
+const MAYBE_UNSAFE = /[\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]/;
 const SHORT: Readonly<Record<string, string>> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 /**
@@ -28,6 +30,7 @@ export function escapeText(text: string, max = Number.POSITIVE_INFINITY): string
     const chars = [...shown];
     if (chars.length > max) shown = `${chars.slice(0, max).join('')}…`;
   }
+  if (!MAYBE_UNSAFE.test(shown)) return shown;
   return shown.replace(UNSAFE, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
