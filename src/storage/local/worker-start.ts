@@ -11,7 +11,8 @@ import { Worker, type WorkerOptions } from 'node:worker_threads';
  *   in the worker first.
  */
 export function startWorker(options: WorkerOptions): Worker {
-  const url = new URL('./worker.ts', import.meta.url);
+  // (`deno check` applies tsconfig.json's `types: ["node"]` without the global that types import.meta.url.)
+  const url = new URL('./worker.ts', (import.meta as ImportMeta & { url: string }).url);
   if ('deno' in process.versions) return new Worker(url, options);
   const bootstrap = `import('tsx/esm/api').then((tsx) => tsx.register()).then(() => import(${JSON.stringify(url.href)}));`;
   return new Worker(bootstrap, { ...options, eval: true });
