@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { FerryError } from '../../core/errors.ts';
 import { parseVirtualPath, quotePath } from '../../core/paths.ts';
 import type { Storage, StorageDriver } from '../storage.ts';
-import { SmallCommits } from './lanes.ts';
+import { sharedCommits, type SmallCommits } from './lanes.ts';
 import { NameLocks, Partials, sweepPartials } from './partials.ts';
 import { LocalStorage } from './storage.ts';
 
@@ -37,7 +37,7 @@ export class LocalDiskDriver implements StorageDriver {
   /** Partial files of uploads in progress; the sweeper leaves them alone. */
   readonly #active = new Set<string>();
   readonly #pin: boolean | undefined;
-  /** Commits of small uploads in worker threads; null: every upload goes through the thread pool. */
+  /** Commits of small uploads in the process's worker threads (lanes.ts); null: every upload goes through the thread pool. */
   readonly #commits: SmallCommits | null;
 
   /**
@@ -48,7 +48,7 @@ export class LocalDiskDriver implements StorageDriver {
   constructor(dataDir: string, options: { pinDirectories?: boolean; smallCommits?: boolean } = {}) {
     this.dataDir = resolve(dataDir);
     this.#pin = options.pinDirectories;
-    this.#commits = options.smallCommits === false ? null : new SmallCommits();
+    this.#commits = options.smallCommits === false ? null : sharedCommits();
   }
 
   /** The storage of one user. Throws `invalid_username` for a name that is not a single path segment. */

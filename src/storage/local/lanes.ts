@@ -132,3 +132,14 @@ export class SmallCommits {
     await Promise.all(lanes.map((l) => l.worker.terminate()));
   }
 }
+
+let shared: SmallCommits | undefined;
+
+/**
+ * The process's commit workers, shared by every driver (and so every data directory) in it, as the thread pool
+ * is: started on first use, idle workers do not keep the process alive.
+ */
+export function sharedCommits(): SmallCommits {
+  shared ??= new SmallCommits();
+  return shared;
+}
