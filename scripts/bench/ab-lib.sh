@@ -16,3 +16,12 @@ fp=$(grep -o 'SHA256:[^ ]*' "$T/serve.log" | head -1)
 manifest() { echo "{\"server\":\"127.0.0.1:$port\",\"fingerprint\":\"$fp\",\"user\":\"bench\",\"password\":\"\${FERRY_PASSWORD}\",\"concurrency\":${CONC:-8},\"retries\":0,\"ops\":[$1]}"; }
 rss() { grep -E "VmHWM" /proc/$spid/status | tr -s " "; }
 ticks() { awk '{print $14 + $15}' "/proc/$spid/stat"; }
+# batch_timed LABEL OP [rss]: one `ferry batch` of the op OP (JSON), timed: wall and client CPU (GNU time), then the
+# server's CPU during it (and its peak RSS with a third argument).
+batch_timed() {
+  local t0 t1
+  t0=$(ticks)
+  /usr/bin/time -f "$1 %e s wall, client CPU %U+%S s" $CLIENT batch - <<<"$(manifest "$2")" >/dev/null
+  t1=$(ticks)
+  echo "     server CPU $(( (t1 - t0) ))0 ms${3:+, server $(rss)}"
+}

@@ -6,7 +6,7 @@
 //   npm run bench                 full run, writes docs/benchmarks.md (between the bench markers)
 //   npm run bench -- --quick      short run (< 2 min: 256 MiB, one run each, no 100 MiB or disk run, 10 clients),
 //                                 prints the tables; add --write to update the doc
-//   options: --only up1g,dir,...  run only some workloads (names in WORKLOADS below); --keep keeps the temp dir
+//   options: --only up1g,treeup,...  run only some workloads (names in WORKLOADS below); --keep keeps the temp dir
 //
 // Needs root for apt-get when a tool is missing (otherwise the peer is skipped with a note), Linux /proc.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
@@ -48,7 +48,7 @@ function have(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0 || existsSync(cmd);
 }
 function ensureTools() {
-  const want = { '/usr/sbin/sshd': 'openssh-server', ssh: 'openssh-client', scp: 'openssh-client', sftp: 'openssh-client', '/usr/sbin/vsftpd': 'vsftpd', lftp: 'lftp', socat: 'socat', curl: 'curl', '/usr/bin/time': 'time' };
+  const want = { '/usr/sbin/sshd': 'openssh-server', ssh: 'openssh-client', scp: 'openssh-client', sftp: 'openssh-client', rsync: 'rsync', '/usr/sbin/vsftpd': 'vsftpd', lftp: 'lftp', socat: 'socat', curl: 'curl', '/usr/bin/time': 'time' };
   const missing = [...new Set(Object.entries(want).filter(([c]) => !have(c)).map(([, p]) => p))];
   if (missing.length && process.getuid?.() === 0 && have('apt-get')) {
     log('installing', missing.join(' '));
@@ -56,6 +56,7 @@ function ensureTools() {
   }
   const avail = {
     ssh: have('/usr/sbin/sshd') && have('scp') && have('sftp') && have('ssh-keygen'),
+    rsync: have('rsync') && have('/usr/sbin/sshd'),
     ftp: have('/usr/sbin/vsftpd') && have('curl'),
     lftp: have('/usr/sbin/vsftpd') && have('lftp'),
     socat: have('socat'),
@@ -178,6 +179,28 @@ async function fingerprintOf(path) {
   return `${files.length} files:${h.digest('hex')}`;
 }
 
+/**
+ * A real tree for the tree workloads: the regular files and folders of /usr/include (the C headers of the
+ * installed -dev packages: thousands of files of mixed sizes in hundreds of folders), or of /usr/share/doc where
+ * /usr/include is nearly empty (both exist on every Debian machine), copied to `dest` (symlinks left out, so every
+ * tool moves the same files).
+ */
+function realTree(dest) {
+  const count = (d) => { try { return readdirSync(d, { recursive: true }).length; } catch { return 0; } };
+  const from = count('/usr/include') >= 2000 ? '/usr/include' : '/usr/share/doc';
+  let files = 0, dirs = 0, bytes = 0;
+  const copy = (src, dst) => {
+    mkdirSync(dst, { recursive: true });
+    dirs++;
+    for (const e of readdirSync(src, { withFileTypes: true })) {
+      if (e.isDirectory()) copy(join(src, e.name), join(dst, e.name));
+      else if (e.isFile()) { copyFileSync(join(src, e.name), join(dst, e.name)); files++; bytes += statSync(join(dst, e.name)).size; }
+    }
+  };
+  copy(from, dest);
+  return { from, files, dirs, bytes };
+}
+
 // --------------------------------------------------------------------------------------------- peers
 async function startFerry(dataDir, extraArgs = []) {
   const home = join(T, 'ferry-home');
@@ -218,6 +241,10 @@ async function startSshd() {
     pid: proc.pid, port,
     scp: (cipher, from, to, recursive) => timed('scp', [...common, '-q', '-P', String(port), ...(cipher ? ['-c', cipher] : []), ...(recursive ? ['-r'] : []), from, to]),
     sftp: (cipher, commands) => timed('sftp', [...common, '-q', '-P', String(port), ...(cipher ? ['-c', cipher] : []), '-b', '-', `${USER}@127.0.0.1`], { input: commands.join('\n') + '\n' }),
+    /** rsync -a over this sshd (the ssh command line as `-e`). */
+    rsync: (from, to) => timed('rsync', ['-a', '-e', ['ssh', ...common, '-p', String(port)].join(' '), from, to]),
+    /** A shell pipeline on the client with `SSH` standing for the ssh command to this server. */
+    shell: (pipeline) => timed('bash', ['-c', pipeline.replaceAll('SSH', ['ssh', ...common, '-p', String(port), `${USER}@127.0.0.1`].join(' '))]),
     remote: (p) => `${USER}@127.0.0.1:${p}`,
     stop: () => proc.kill('SIGTERM'),
   };
@@ -326,7 +353,7 @@ function table(workload) {
 }
 
 // ------------------------------------------------------------------------------------------- main
-const WORKLOADS = ['up1g', 'down1g', 'up100m', 'down100m', 'dirup', 'dirdown', 'connect', 'disk1g', 'concurrent', 'rss'];
+const WORKLOADS = ['up1g', 'down1g', 'up100m', 'down100m', 'dirup', 'dirdown', 'treeup', 'treedown', 'connect', 'disk1g', 'concurrent', 'rss'];
 // --quick skips the 100 MiB and disk workloads (the 256 MiB file stands in for both) to stay under 2 minutes.
 const QUICK_SKIP = ['up100m', 'down100m', 'disk1g'];
 const want = (w) => (ONLY ? ONLY.includes(w) : !(QUICK && QUICK_SKIP.includes(w)));
@@ -422,6 +449,30 @@ async function main() {
     for (const p of down) p.expected = expected;
     if (want('dirdown')) await rounds(`download ${CFG.files} files of 4 KiB`, bytes, down, CFG.dirRuns, !QUICK);
     for (const p of [srcDir, fdest, sdest, qdest, ldest]) rmSync(p, { recursive: true, force: true });
+  }
+
+  // ---- a real tree: thousands of files of mixed sizes in hundreds of folders (see realTree)
+  if (want('treeup') || want('treedown')) {
+    const srcDir = join(T, 'realtree');
+    const tree = realTree(srcDir);
+    const expected = await fingerprintOf(srcDir);
+    const what = `a real tree (${tree.files.toLocaleString('en')} files, ${tree.dirs} folders, ${(tree.bytes / 1e6).toFixed(0)} MB, from ${tree.from})`;
+    const fdest = join(ferry.homeDir, 'realtree'), sdest = join(sshDir, 'realtree'), ldest = join(local, 'realtree');
+    const rmd = (p) => () => rmSync(p, { recursive: true, force: true });
+    const up = [{ name: 'ferry batch', note: `concurrency ${DEFAULT_CONCURRENCY}, the default`, server: ferry, prepare: rmd(fdest), run: () => ferry.batch(ferry.manifest([{ put: srcDir, to: '/' }])), dest: fdest }];
+    if (ssh) up.push({ name: 'sftp -b put -r', server: ssh, prepare: rmd(sdest), run: () => ssh.sftp(null, [`put -r ${srcDir} ${sdest}`]), dest: sdest });
+    if (ssh && avail.rsync) up.push({ name: 'rsync -a -e ssh', server: ssh, prepare: rmd(sdest), run: () => ssh.rsync(srcDir, ssh.remote(sshDir + '/')), dest: sdest });
+    if (ssh) up.push({ name: 'tar | ssh tar', note: 'one stream', server: ssh, prepare: () => { rmd(sdest)(); mkdirSync(sdest); }, run: () => ssh.shell(`tar -C ${srcDir} -cf - . | SSH tar -C ${sdest} -xf -`), dest: sdest });
+    for (const p of up) p.expected = expected;
+    if (want('treeup')) await rounds(`upload ${what}`, tree.bytes, up, CFG.dirRuns, !QUICK);
+    for (const p of [fdest, sdest]) { rmSync(p, { recursive: true, force: true }); execFileSync('cp', ['-r', srcDir, p]); }
+    const down = [{ name: 'ferry batch', note: `concurrency ${DEFAULT_CONCURRENCY}, the default`, server: ferry, prepare: rmd(ldest), run: () => ferry.batch(ferry.manifest([{ get: 'realtree', to: local + '/' }])), dest: ldest }];
+    if (ssh) down.push({ name: 'sftp -b get -r', server: ssh, prepare: rmd(ldest), run: () => ssh.sftp(null, [`get -r ${sdest} ${ldest}`]), dest: ldest });
+    if (ssh && avail.rsync) down.push({ name: 'rsync -a -e ssh', server: ssh, prepare: rmd(ldest), run: () => ssh.rsync(ssh.remote(sdest), local + '/'), dest: ldest });
+    if (ssh) down.push({ name: 'ssh tar | tar', note: 'one stream', server: ssh, prepare: () => { rmd(ldest)(); mkdirSync(ldest); }, run: () => ssh.shell(`SSH tar -C ${sdest} -cf - . | tar -C ${ldest} -xf -`), dest: ldest });
+    for (const p of down) p.expected = expected;
+    if (want('treedown')) await rounds(`download ${what}`, tree.bytes, down, CFG.dirRuns, !QUICK);
+    for (const p of [srcDir, fdest, sdest, ldest]) rmSync(p, { recursive: true, force: true });
   }
 
   // ---- connect + authenticate + quit (verified: the command succeeded)

@@ -12,11 +12,6 @@ node -e '
 const { mkdirSync, writeFileSync } = require("node:fs"); const { randomBytes } = require("node:crypto");
 for (let d = 0; d < 20; d++) { mkdirSync(`${process.argv[1]}/src/tree/d${d}`, { recursive: true });
   for (let f = 0; f < 100; f++) writeFileSync(`${process.argv[1]}/src/tree/d${d}/f${f}`, randomBytes(4096)); }' "$T"
-t0=$(ticks)
-/usr/bin/time -f "up   %e s wall, client CPU %U+%S s" $CLIENT batch - <<<"$(manifest "{\"put\":\"$T/src/tree\",\"to\":\"/\"}")" >/dev/null
-t1=$(ticks)
-echo "     server CPU $(( (t1 - t0) ))0 ms"
-/usr/bin/time -f "down %e s wall, client CPU %U+%S s" $CLIENT batch - <<<"$(manifest "{\"get\":\"tree\",\"to\":\"$T/down/\"}")" >/dev/null
-t2=$(ticks)
-echo "     server CPU $(( (t2 - t1) ))0 ms"
+batch_timed "up  " "{\"put\":\"$T/src/tree\",\"to\":\"/\"}"
+batch_timed down "{\"get\":\"tree\",\"to\":\"$T/down/\"}"
 diff -r "$T/src/tree" "$T/down/tree" && echo "verified: 2,000 files up and down, byte for byte"

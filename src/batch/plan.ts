@@ -57,10 +57,17 @@ export interface Stage {
 
 export interface StagePlan {
   files: FileTask[];
-  /** Remote folders to create (with parents) before the uploads: the deepest missing ones. */
+  /**
+   * Remote folders to create (with parents) before the uploads: the deepest missing ones, of the folders files go
+   * into and of the folders an uploaded folder holds (empty ones too, as `scp -r` and `rsync -a` make them).
+   */
   remoteDirs: string[];
-  /** Local folders to create before the downloads. */
+  /** Remote folders the uploads of this stage need (every local folder under an uploaded folder); planning fills `remoteDirs` from them. */
+  wantedDirs: string[];
+  /** Local folders to create before the downloads (those files go into, and the folders of a downloaded folder). */
   localDirs: string[];
+  /** Local folders the downloads of this stage need (every remote folder under a downloaded folder). */
+  wantedLocalDirs: string[];
   /** Files left out by `exclude`, per op index. */
   excluded: Map<number, number>;
   /** Operations that failed as a whole while planning (a source that does not exist). */
@@ -183,10 +190,16 @@ interface Found {
 
 const toSlash = (p: string) => (sep === '/' ? p : p.split(sep).join('/'));
 
-/** Files under a local folder (recursive, dot files included), with their size and modification time. */
-async function walkLocal(dir: string): Promise<Array<{ path: string; rel: string }>> {
-  const rels = await glob('**', { cwd: dir, onlyFiles: true, dot: true, followSymbolicLinks: true, expandDirectories: false });
-  return rels.sort().map((rel) => ({ path: join(dir, rel), rel }));
+/** Files under a local folder (recursive, dot files included), and the folders under it (relative, `/`-separated). */
+async function walkLocal(dir: string): Promise<{ files: Array<{ path: string; rel: string }>; dirs: string[] }> {
+  const rels = await glob('**', { cwd: dir, onlyFiles: false, dot: true, followSymbolicLinks: true, expandDirectories: false });
+  const files: Array<{ path: string; rel: string }> = [];
+  const dirs: string[] = [];
+  for (const rel of rels.sort()) {
+    if (rel.endsWith('/')) dirs.push(toSlash(rel.slice(0, -1)));
+    else files.push({ path: join(dir, rel), rel });
+  }
+  return { files, dirs };
 }
 
 async function statLocal(items: Array<{ path: string; rel: string }>): Promise<Found[]> {
@@ -197,14 +210,20 @@ async function statLocal(items: Array<{ path: string; rel: string }>): Promise<F
   return stats.filter((s): s is Found => s !== null);
 }
 
-/** Files under a remote folder, recursively, listing sibling folders concurrently. */
-async function walkRemote(remote: RemoteView, dir: string, rel = ''): Promise<Array<Found & { bad?: string }>> {
+/**
+ * Files under a remote folder, recursively, listing sibling folders concurrently; the relative path of every folder
+ * under it goes into `dirs` when given.
+ */
+async function walkRemote(remote: RemoteView, dir: string, rel = '', dirs?: string[]): Promise<Array<Found & { bad?: string }>> {
   const entries = await remote.list(dir);
   const nested = await Promise.all(
     entries.map(async (e) => {
       const name = safeName(e.name);
       if (name === null) return [{ path: remoteJoin(dir, e.name), rel: remoteJoin(rel, e.name), size: e.size, mtime: e.mtime, bad: e.name }];
-      if (e.type === 'dir') return walkRemote(remote, remoteJoin(dir, name), remoteJoin(rel, name));
+      if (e.type === 'dir') {
+        dirs?.push(remoteJoin(rel, name));
+        return walkRemote(remote, remoteJoin(dir, name), remoteJoin(rel, name), dirs);
+      }
       return [{ path: remoteJoin(dir, name), rel: remoteJoin(rel, name), size: e.size, mtime: e.mtime }];
     }),
   );
@@ -222,7 +241,7 @@ function notFound(err: unknown): boolean {
  * (`if_changed`, `sha256`, an existing destination with `overwrite: fail`).
  */
 export async function planStage(stage: Stage, ctx: PlanContext): Promise<StagePlan> {
-  const plan: StagePlan = { files: [], remoteDirs: [], localDirs: [], excluded: new Map(), opErrors: [] };
+  const plan: StagePlan = { files: [], remoteDirs: [], wantedDirs: [], localDirs: [], wantedLocalDirs: [], excluded: new Map(), opErrors: [] };
   const puts: Array<{ op: PutOp; found: Found; dst: string }> = [];
   const gets: Array<{ op: GetOp; found: Found & { bad?: string }; dst: string }> = [];
 
@@ -237,8 +256,8 @@ export async function planStage(stage: Stage, ctx: PlanContext): Promise<StagePl
   );
 
   const tasks: FileTask[] = [];
-  if (puts.length > 0) tasks.push(...(await decidePuts(puts, ctx, plan)));
-  if (gets.length > 0) tasks.push(...(await decideGets(gets, ctx, plan)));
+  if (puts.length > 0 || plan.wantedDirs.length > 0) tasks.push(...(await decidePuts(puts, ctx, plan)));
+  if (gets.length > 0 || plan.wantedLocalDirs.length > 0) tasks.push(...(await decideGets(gets, ctx, plan)));
 
   // Two sources that land on the same destination: the first wins, the others fail.
   const byDst = new Map<string, FileTask>();
@@ -267,6 +286,10 @@ async function expandPut(op: PutOp, plan: StagePlan): Promise<Array<{ found: Fou
       out.push({ found: f, dst: remoteJoin(root, f.rel) });
     }
   };
+  /** The folders an uploaded folder holds, made on the server too (empty ones included); excluded ones are not. */
+  const addDirs = (rels: readonly string[], root: string) => {
+    for (const rel of rels) if (rel === '' || !excluded(rel)) plan.wantedDirs.push(remoteJoin(root, rel));
+  };
   for (const source of op.sources) {
     if (isGlob(source)) {
       const base = picomatch.scan(source).base;
@@ -277,7 +300,8 @@ async function expandPut(op: PutOp, plan: StagePlan): Promise<Array<{ found: Fou
         if (s?.isDirectory()) {
           const inner = await walkLocal(path);
           const relDir = toSlash(relative(base, path));
-          add(await statLocal(inner.map((i) => ({ path: i.path, rel: remoteJoin(relDir, i.rel) }))), op.to);
+          add(await statLocal(inner.files.map((i) => ({ path: i.path, rel: remoteJoin(relDir, i.rel) }))), op.to);
+          addDirs([relDir, ...inner.dirs.map((d) => remoteJoin(relDir, d))], op.to);
         } else if (s?.isFile()) {
           add([{ path, rel: toSlash(relative(base, path)), size: s.size, mtime: Math.floor(s.mtimeMs) }], op.to);
         }
@@ -292,7 +316,9 @@ async function expandPut(op: PutOp, plan: StagePlan): Promise<Array<{ found: Fou
     }
     if (s.isDirectory()) {
       const root = op.into ? remoteJoin(op.to, basename(source)) : op.to;
-      add(await statLocal(await walkLocal(source)), root);
+      const inner = await walkLocal(source);
+      add(await statLocal(inner.files), root);
+      addDirs(['', ...inner.dirs], root);
     } else if (s.isFile()) {
       const f = { path: source, rel: basename(source), size: s.size, mtime: Math.floor(s.mtimeMs) };
       if (excluded(f.rel)) excludedCount++;
@@ -351,7 +377,10 @@ async function expandGet(op: GetOp, remote: RemoteView, plan: StagePlan): Promis
       const name = remoteBasename(source);
       if (entry.type === 'dir') {
         const root = op.into && name ? join(op.to, name) : op.to;
-        add(await walkRemote(remote, source), root);
+        const subdirs: string[] = [];
+        add(await walkRemote(remote, source, '', subdirs), root);
+        // The folders come too, empty ones included (as scp -r and rsync -a make them).
+        plan.wantedLocalDirs.push(root, ...subdirs.filter((d) => !excluded(d)).map((d) => join(root, ...d.split('/'))));
       } else {
         const f = { path: source, rel: name, size: entry.size, mtime: entry.mtime };
         if (excluded(f.rel)) excludedCount++;
@@ -372,27 +401,52 @@ async function expandGet(op: GetOp, remote: RemoteView, plan: StagePlan): Promis
 
 type DirState = Map<string, Entry> | 'missing' | 'unknown';
 
+/**
+ * The state of each remote folder: its entries, `missing`, or `unknown` (it could not be listed). Folders are
+ * looked at from the top down, and one is listed only when what is known above it does not settle it: a folder
+ * under a missing one, or whose name a listing above it lacks, is missing without a request (a new tree costs one
+ * listing, not one per folder).
+ */
 async function listDirs(remote: RemoteView, dirs: Iterable<string>): Promise<Map<string, DirState>> {
   const out = new Map<string, DirState>();
-  await Promise.all(
-    [...new Set(dirs)].map(async (dir) => {
-      try {
-        const entries = await remote.list(dir);
-        out.set(dir, new Map(entries.map((e) => [e.name, e])));
-      } catch (err) {
-        if (notFound(err)) out.set(dir, 'missing');
-        else if (err instanceof FerryError && !err.retryable) out.set(dir, 'unknown'); // no list permission: find out on upload
-        else throw err;
-      }
-    }),
-  );
+  const depth = (d: string) => (d === '' ? 0 : d.split('/').length);
+  const byDepth = new Map<number, string[]>();
+  for (const dir of new Set(dirs)) byDepth.set(depth(dir), [...(byDepth.get(depth(dir)) ?? []), dir]);
+  /** What the folders known above `dir` say of it: `missing`, or null when it must be listed to know. */
+  const inferred = (dir: string): 'missing' | null => {
+    for (let child = dir; child !== ''; child = remoteDirname(child)) {
+      const above = out.get(remoteDirname(child));
+      if (above === undefined) continue;
+      if (above === 'missing') return 'missing';
+      if (above instanceof Map) return above.get(remoteBasename(child))?.type === 'dir' ? null : 'missing';
+      return null;
+    }
+    return null;
+  };
+  for (const level of [...byDepth.keys()].sort((a, b) => a - b)) {
+    await Promise.all(
+      (byDepth.get(level) ?? []).map(async (dir) => {
+        if (inferred(dir) === 'missing') return void out.set(dir, 'missing');
+        try {
+          const entries = await remote.list(dir);
+          out.set(dir, new Map(entries.map((e) => [e.name, e])));
+        } catch (err) {
+          if (notFound(err)) out.set(dir, 'missing');
+          else if (err instanceof FerryError && !err.retryable) out.set(dir, 'unknown'); // no list permission: find out on upload
+          else throw err;
+        }
+      }),
+    );
+  }
   return out;
 }
 
 /** The deepest of some remote folders (creating `a/b/c` with parents also makes `a` and `a/b`). */
 export function deepest(dirs: Iterable<string>): string[] {
   const all = [...new Set(dirs)].filter((d) => d !== '').sort();
-  return all.filter((d, i) => !all.slice(i + 1).some((e) => e.startsWith(`${d}/`)));
+  const parents = new Set<string>();
+  for (const d of all) for (let p = remoteDirname(d); p !== ''; p = remoteDirname(p)) parents.add(p);
+  return all.filter((d) => !parents.has(d));
 }
 
 /** A file task as the op asks for it, before the skip and error decisions. */
@@ -413,7 +467,7 @@ function newTask(kind: 'put' | 'get', op: PutOp | GetOp, found: Found, dst: stri
 }
 
 async function decidePuts(items: Array<{ op: PutOp; found: Found; dst: string }>, ctx: PlanContext, plan: StagePlan): Promise<FileTask[]> {
-  const dirs = await listDirs(ctx.remote, items.map((i) => remoteDirname(i.dst)));
+  const dirs = await listDirs(ctx.remote, [...items.map((i) => remoteDirname(i.dst)), ...plan.wantedDirs]);
   const localHashes = new Map<string, Promise<string>>();
   const localHash = (path: string) => {
     let h = localHashes.get(path);
@@ -465,6 +519,7 @@ async function decidePuts(items: Array<{ op: PutOp; found: Found; dst: string }>
     return task;
   }, { concurrency: 32 });
   const missing = tasks.filter((t) => !t.skip && !t.error && dirs.get(remoteDirname(t.dst)) === 'missing').map((t) => remoteDirname(t.dst));
+  for (const dir of plan.wantedDirs) if (dirs.get(dir) === 'missing') missing.push(dir);
   plan.remoteDirs = deepest(missing);
   return tasks;
 }
@@ -514,7 +569,7 @@ async function decideGets(items: Array<{ op: GetOp; found: Found & { bad?: strin
     }
     return task;
   }, { concurrency: 32 });
-  plan.localDirs = [...new Set(tasks.filter((t) => !t.skip && !t.error).map((t) => dirname(t.dst)))].sort();
+  plan.localDirs = [...new Set([...tasks.filter((t) => !t.skip && !t.error).map((t) => dirname(t.dst)), ...plan.wantedLocalDirs])].sort();
   return tasks;
 }
 

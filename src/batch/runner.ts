@@ -106,6 +106,13 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** The folders above a remote path (`a/b/c` → `a/b`, `a`). */
+function ancestors(path: string): string[] {
+  const out: string[] = [];
+  for (let i = path.lastIndexOf('/'); i > 0; i = path.lastIndexOf('/', i - 1)) out.push(path.slice(0, i));
+  return out;
+}
+
 function opKey(op: Op): string {
   switch (op.kind) {
     case 'mkdir':
@@ -332,11 +339,21 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
         progress.bytesTotal += t.size;
       }
     }
-    if (dryRun || todo.length === 0) return;
+    if (dryRun || (todo.length === 0 && plan.remoteDirs.length === 0 && plan.localDirs.length === 0)) return;
 
-    // Folders first, once each: the deepest missing remote ones (with parents), the local ones.
-    // A failure here is not reported: the uploads into that folder fail with the reason.
-    await Promise.all(plan.remoteDirs.map((dir) => limiter(() => attempt(null, (c) => c.mkdir(dir, true))).catch(() => {})));
+    // Folders first, once each: the deepest missing remote ones (with parents), the local ones. A failure is not
+    // reported for a folder that files go into (their uploads fail with the reason), only for one that stays
+    // empty (nothing else would say it is missing).
+    const filled = new Set(todo.filter((t) => t.kind === 'put').flatMap((t) => ancestors(t.dst)));
+    await Promise.all(
+      plan.remoteDirs.map(async (dir) => {
+        const r = await limiter(() => attempt(null, (c) => c.mkdir(dir, true))).catch(() => null);
+        if (r && !r.ok && !filled.has(dir)) {
+          failed++;
+          emit({ event: 'error', op: ops[0]?.index ?? 0, kind: 'put', to: dir, code: r.failure.code, message: `Cannot make the folder '${dir}': ${r.failure.message}`, attempts: r.attempts, retried: r.attempts > 1 });
+        }
+      }),
+    );
     for (const dir of plan.localDirs) await mkdir(dir, { recursive: true }).catch(() => {});
 
     // Larger files first, so the long transfers overlap the many small ones rather than trail them.

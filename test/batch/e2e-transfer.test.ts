@@ -51,6 +51,21 @@ t('a 500-file folder goes up and comes back byte for byte', async () => {
   console.log(`    500 files: up ${upMs} ms, down ${downMs} ms (whole process, including start-up)`);
 });
 
+t('empty folders go up and come back too (as scp -r and rsync -a make them)', async () => {
+  mkdirSync(join(work, 'hollow', 'a', 'b'), { recursive: true });
+  mkdirSync(join(work, 'hollow', 'c'), { recursive: true });
+  writeFileSync(join(work, 'hollow', 'c', 'one.txt'), 'one');
+  writeFileSync(join(work, 'hollow.yaml'), manifest(server, 'alice', `  - put: ./hollow\n    to: shelf/\n  - get: shelf/hollow\n    to: ./hollow-back\n`));
+  const r = await batch(server, ['hollow.yaml'], { cwd: work, password: PASS });
+  assert.is(r.code, 0, r.stderr + r.stdout);
+  const home = homeOf(server, 'alice');
+  assert.ok(existsSync(join(home, 'shelf', 'hollow', 'a', 'b')), 'the empty folder a/b on the server');
+  assert.equal(readdirSync(join(home, 'shelf', 'hollow', 'a', 'b')), []);
+  assert.ok(existsSync(join(work, 'hollow-back', 'a', 'b')), 'and back');
+  assert.equal(readdirSync(join(work, 'hollow-back', 'a', 'b')), []);
+  assert.equal(hashTree(join(work, 'hollow-back')), hashTree(join(work, 'hollow')));
+});
+
 t('a re-run skips everything, says so, and sends nothing', async () => {
   const uploadsBefore = serverLines(server, /UPLD /).length;
   const up = await batch(server, ['up.yaml'], { cwd: work, password: PASS });

@@ -139,7 +139,7 @@ puts.before.each(() => {
 });
 puts.after.each(() => rmSync(dir, { recursive: true, force: true }));
 
-puts('a folder goes into `to/` under its name; excluded files and .ferry-part files are left out; one listing per folder', async () => {
+puts('a folder goes into `to/` under its name; excluded files and .ferry-part files are left out; no listing below a missing folder', async () => {
   const m = manifest(`  - put: ./src\n    to: backup/\n    exclude: ['*.tmp', node_modules]\n`, dir);
   const remote = new FakeRemote();
   const plan = await planStage({ ops: m.ops }, { remote, journal: null });
@@ -150,8 +150,38 @@ puts('a folder goes into `to/` under its name; excluded files and .ferry-part fi
   ]);
   assert.equal(plan.excluded.get(0), 2);
   assert.equal(plan.remoteDirs, ['backup/src/sub']);
-  assert.equal(remote.calls.sort(), ['list backup/src', 'list backup/src/sub']);
+  // backup/src does not exist, so neither does backup/src/sub: one listing (there was one per folder before).
+  assert.equal(remote.calls.sort(), ['list backup/src']);
   assert.equal(plan.files.map((t) => [t.replace, t.size]), [[true, 3], [true, 4], [true, 1]]);
+});
+
+puts('folders are looked at from the top: listed when what is above says they exist, inferred missing otherwise; empty folders are made too', async () => {
+  mkdirSync(join(dir, 'src', 'empty', 'deeper'), { recursive: true });
+  mkdirSync(join(dir, 'src', 'new', 'inner'), { recursive: true });
+  writeFileSync(join(dir, 'src', 'new', 'inner', 'n.txt'), 'n');
+  const m = manifest(`  - put: ./src
+    to: backup/
+    exclude: ['*.tmp', node_modules]
+`, dir);
+  const remote = new FakeRemote().add('backup/src/a.txt', 'aaa').add('backup/src/sub/old.txt', 'o');
+  const plan = await planStage({ ops: m.ops }, { remote, journal: null });
+  // backup/src and backup/src/sub exist and are listed; empty, empty/deeper, new and new/inner are not in
+  // backup/src's listing, so they are missing without a request.
+  assert.equal(remote.calls.sort(), ['list backup/src', 'list backup/src/sub']);
+  assert.equal(plan.remoteDirs.sort(), ['backup/src/empty/deeper', 'backup/src/new/inner']);
+  assert.equal(plan.files.map(brief).map((b) => b[1]).sort(), ['backup/src/a.txt', 'backup/src/b.txt', 'backup/src/new/inner/n.txt', 'backup/src/sub/c.txt']);
+});
+
+puts('an uploaded folder with no files in it is still made on the server, with its empty folders', async () => {
+  const empty = join(dir, 'only-folders');
+  mkdirSync(join(empty, 'a', 'b'), { recursive: true });
+  mkdirSync(join(empty, 'c'), { recursive: true });
+  const m = manifest(`  - put: ./only-folders
+    to: dest/
+`, dir);
+  const plan = await planStage({ ops: m.ops }, { remote: new FakeRemote(), journal: null });
+  assert.equal(plan.files, []);
+  assert.equal(plan.remoteDirs.sort(), ['dest/only-folders/a/b', 'dest/only-folders/c']);
 });
 
 puts('without a trailing slash the folder becomes `to`; a glob keeps paths under its base', async () => {
