@@ -867,4 +867,21 @@ deferred('many commits at once go to the worker together and each gets its own a
   assert.is(await readFile(join(ctx.home, 'taken'), 'utf8'), 'old');
 });
 
+deferred('a small upload sent in pieces is held whole: reused buffers of the caller do not change it', async (ctx) => {
+  const data = randomBytes(40_000);
+  const original = Buffer.from(data);
+  const upload = await ctx.storage.createUpload('pieces.bin', { size: data.length, ...later });
+  const scratch = Buffer.alloc(7_000);
+  for (let at = 0; at < data.length; at += 9_000) {
+    // Each write: a piece copied into a scratch buffer the caller overwrites at once, and a slice of the data.
+    const first = data.subarray(at, Math.min(at + 7_000, data.length));
+    first.copy(scratch);
+    await upload.write([scratch.subarray(0, first.length), data.subarray(at + first.length, Math.min(at + 9_000, data.length))]);
+    scratch.fill(0xee);
+  }
+  await upload.commit(sha(data));
+  assert.ok((await readFile(join(ctx.home, 'pieces.bin'))).equals(data));
+  assert.ok(data.equals(original), 'the caller keeps its own buffers (they are copied, never handed to the worker)');
+});
+
 deferred.run();

@@ -37,27 +37,32 @@ export async function placeUpload(home: Home, segments: readonly string[], shown
 
 /**
  * Writes and places a small upload in one hop to the commit worker (the same checks as `placeUpload`, in
- * pinned mode). `deferred`: the upload made no check as it started (`deferChecks`), so what the start would
- * have refused is refused now, and nothing is kept of it.
+ * pinned mode). `bytes`: the whole content, the caller's alone: it is detached (unusable) once this is called.
+ * `deferred`: the upload made no check as it started (`deferChecks`), so what the start would have refused is
+ * refused now, and nothing is kept of it.
  */
 export async function commitSmall(
   home: Home,
   commits: SmallCommits,
-  job: { segments: readonly string[]; shown: string; partial: string; options: UploadOptions; chunks: Buffer[]; deferred: boolean },
+  job: { segments: readonly string[]; shown: string; partial: string; options: UploadOptions; bytes: Buffer; deferred: boolean },
 ): Promise<SmallOutcome> {
   const { segments, shown, partial, options, deferred } = job;
   const root = await home.real();
   let r;
   try {
-    r = await commits.run({
+    // The upload's own buffer (allocUnsafeSlow) is handed over whole, without a copy.
+    const { bytes } = job;
+    const transfer = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? [bytes.buffer as ArrayBuffer] : [];
+    const commit = {
       partial,
-      chunks: job.chunks,
+      chunks: [bytes],
       mtime: options.mtime ?? null,
       dir: join(root, ...segments.slice(0, -1)),
       home: root,
       name: segments.at(-1) ?? '',
       overwrite: options.overwrite === true,
-    });
+    };
+    r = await commits.run(commit, transfer);
   } catch (err) {
     return { error: new FerryError('internal', `Cannot upload ${shown}: ${(err as Error).message}`), partialKept: false };
   }

@@ -186,14 +186,17 @@ class LocalUpload implements Upload {
   #received: number;
   #finished = false;
   #queue: Promise<unknown> = Promise.resolve();
-  /** A small upload's bytes, held until commit; null when written as they come. */
-  #held: Buffer[] | null;
+  /**
+   * A small upload's bytes, held until commit in one buffer of its declared size, its own memory (not a slice
+   * of Node's pool): the commit hands it to the worker by transfer, without a copy. Null when written as they come.
+   */
+  #held: Buffer | null;
 
   constructor(ctx: UploadContext, state: UploadState) {
     this.#ctx = ctx;
     this.#s = state;
     this.#handle = state.handle;
-    this.#held = state.small !== null ? [] : null;
+    this.#held = state.small !== null ? Buffer.allocUnsafeSlow(state.options.size) : null;
     this.#hash = state.hash;
     this.#offset = state.offset;
     this.#prefix = state.prefix;
@@ -220,8 +223,7 @@ class LocalUpload implements Upload {
     return this.#serial(async () => {
       const handle = this.#open('restart');
       try {
-        if (handle === null) this.#held = [];
-        else await handle.truncate(0);
+        if (handle !== null) await handle.truncate(0);
       } catch (err) {
         throw fail(err, 'upload', this.#s.shown);
       }
@@ -243,11 +245,13 @@ class LocalUpload implements Upload {
         throw new FerryError('size_mismatch', `Upload of ${this.#s.shown} passes its declared size of ${size} bytes`);
       }
       if (handle === null) {
-        // Held until commit: a copy, so that the caller may reuse its buffers.
-        const copy = Buffer.concat(chunks as Buffer[], total);
-        (this.#held as Buffer[]).push(copy);
-        this.#hash.update(copy);
-        this.#received += total;
+        // Held until commit: copied, so that the caller may reuse its buffers.
+        const held = this.#held as Buffer;
+        for (const chunk of chunks) {
+          held.set(chunk, this.#received);
+          this.#hash.update(chunk);
+          this.#received += chunk.length;
+        }
         return;
       }
       const at = this.#received;
@@ -285,7 +289,7 @@ class LocalUpload implements Upload {
           shown,
           partial: this.#s.reservation.partial,
           options,
-          chunks: this.#held as Buffer[],
+          bytes: this.#held as Buffer, // handed to the worker: unusable here from now on
           deferred: this.#s.small === 'deferred',
         });
         this.#held = null;
@@ -334,7 +338,11 @@ class LocalUpload implements Upload {
       const held = this.#held;
       this.#held = null;
       try {
-        if (keep && this.#received > 0) await writeHeld(reservation.partial, held).then(() => reservation.writeSidecar()).catch(() => {});
+        if (keep && this.#received > 0) {
+          await writeHeld(reservation.partial, held.subarray(0, this.#received))
+            .then(() => reservation.writeSidecar())
+            .catch(() => {});
+        }
       } finally {
         reservation.release();
       }
@@ -390,10 +398,10 @@ async function hashPrefix(handle: FileHandle, length: number, hash: Hash): Promi
 }
 
 /** Writes a small upload's held bytes as its partial file. */
-async function writeHeld(partial: string, chunks: Buffer[]): Promise<void> {
+async function writeHeld(partial: string, bytes: Buffer): Promise<void> {
   const handle = await open(partial, PARTIAL_FLAGS, 0o600);
   try {
-    await handle.writev(chunks, 0);
+    await writevFully(handle, [bytes], 0);
   } finally {
     await handle.close();
   }
