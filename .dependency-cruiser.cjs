@@ -22,7 +22,9 @@ module.exports = {
     below('auth', 'auth', 'core|fs|auth'),
     below('audit', 'audit', 'core|fs|audit'),
     below('tls', 'tls', 'core|fs|tls'),
-    below('storage', 'storage', 'core|fs|storage'),
+    // The storage may decode what the protocol defines as its own input (a bundle's records, protocol/bundle.ts):
+    // the protocol's codec is pure (it imports only core), so this is no cycle and no socket.
+    below('storage', 'storage', 'core|fs|protocol|storage'),
     below('plugin-layer', 'plugin', 'core|audit|auth|plugin'),
     {
       name: 'server-below-cli',

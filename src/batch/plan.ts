@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
 import pMap from 'p-map';
@@ -77,6 +78,8 @@ export interface StagePlan {
 /** What the planner needs from the server; each call is one (pipelined) request. */
 export interface RemoteView {
   list(path: string): Promise<Entry[]>;
+  /** Everything below a folder in one request, each entry named by its relative path (where the server offers it). */
+  listTree?(path: string): Promise<Entry[]>;
   /** Null when nothing is there. */
   stat(path: string): Promise<Entry | null>;
   statHash(path: string): Promise<{ entry: Entry; sha256: string | null }>;
@@ -202,12 +205,30 @@ async function walkLocal(dir: string): Promise<{ files: Array<{ path: string; re
   return { files, dirs };
 }
 
+/**
+ * The local files' metadata, read synchronously: from the cache a stat takes microseconds where one through the
+ * thread pool costs tens, and the planner stats every file. A turn of the event loop every STAT_TURN files.
+ */
 async function statLocal(items: Array<{ path: string; rel: string }>): Promise<Found[]> {
-  const stats = await pMap(items, async (item) => {
-    const s = await stat(item.path).catch(() => null);
-    return s?.isFile() ? { path: item.path, rel: item.rel, size: s.size, mtime: Math.floor(s.mtimeMs) } : null;
-  }, { concurrency: 64 });
-  return stats.filter((s): s is Found => s !== null);
+  const found: Found[] = [];
+  for (let i = 0; i < items.length; i++) {
+    if (i % STAT_TURN === STAT_TURN - 1) await new Promise((resolve) => setImmediate(resolve));
+    const item = items[i] as { path: string; rel: string };
+    const s = statOrNull(item.path);
+    if (s?.isFile()) found.push({ path: item.path, rel: item.rel, size: s.size, mtime: Math.floor(s.mtimeMs) });
+  }
+  return found;
+}
+
+const STAT_TURN = 2000;
+
+/** A local path's metadata, or null (missing, or unreadable). */
+function statOrNull(path: string): Stats | null {
+  try {
+    return statSync(path, { throwIfNoEntry: false }) ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -215,6 +236,7 @@ async function statLocal(items: Array<{ path: string; rel: string }>): Promise<F
  * under it goes into `dirs` when given.
  */
 async function walkRemote(remote: RemoteView, dir: string, rel = '', dirs?: string[]): Promise<Array<Found & { bad?: string }>> {
+  if (remote.listTree !== undefined && rel === '') return walkRemoteTree(remote.listTree(dir), dir, dirs);
   const entries = await remote.list(dir);
   const nested = await Promise.all(
     entries.map(async (e) => {
@@ -228,6 +250,26 @@ async function walkRemote(remote: RemoteView, dir: string, rel = '', dirs?: stri
     }),
   );
   return nested.flat();
+}
+
+/** walkRemote from one recursive listing: entries named by their paths below `dir`, folders first. */
+async function walkRemoteTree(listing: Promise<Entry[]>, dir: string, dirs?: string[]): Promise<Array<Found & { bad?: string }>> {
+  const found: Array<Found & { bad?: string }> = [];
+  /** Folders left out (a name not safe here): nothing below them is taken either, as walkRemote would not descend. */
+  const badDirs: string[] = [];
+  for (const e of await listing) {
+    if (badDirs.some((bad) => e.name.startsWith(`${bad}/`))) continue;
+    const names = e.name.split('/').map(safeName);
+    if (names.some((n) => n === null)) {
+      found.push({ path: remoteJoin(dir, e.name), rel: e.name, size: e.size, mtime: e.mtime, bad: e.name });
+      if (e.type === 'dir') badDirs.push(e.name);
+      continue;
+    }
+    const rel = (names as string[]).reduce((a, n) => remoteJoin(a, n), '');
+    if (e.type === 'dir') dirs?.push(rel);
+    else found.push({ path: remoteJoin(dir, rel), rel, size: e.size, mtime: e.mtime });
+  }
+  return found;
 }
 
 function notFound(err: unknown): boolean {
@@ -531,7 +573,7 @@ async function decideGets(items: Array<{ op: GetOp; found: Found & { bad?: strin
       task.error = { code: 'invalid_path', message: `The server listed a name that is not safe to use locally: ${JSON.stringify(found.bad)}` };
       return task;
     }
-    const local = await stat(dst).catch(() => null);
+    const local = statOrNull(dst);
     const rec = ctx.journal?.file('get', found.path, dst);
     if (
       rec &&

@@ -86,6 +86,12 @@ export class ProgressState {
     }
   }
 
+  /** A file finished that was not begun on its own (it travelled in a bundle, whose progress is begun as one). */
+  fileDone(size: number): void {
+    this.filesDone++;
+    this.bytesDone += size;
+  }
+
   /** Bytes finished plus the bytes of the files in flight. */
   bytesNow(): number {
     let n = this.bytesDone;

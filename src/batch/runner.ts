@@ -3,11 +3,13 @@ import pLimit from 'p-limit';
 import pMap from 'p-map';
 import { backoff } from '../core/backoff.ts';
 import type { FerryClient } from '../client/mod.ts';
+import { TooLargeForBundle } from '../client/transfer.ts';
 import { FerryError } from '../core/errors.ts';
 import type { Entry } from '../core/types.ts';
+import { bundleable, groupBundles, runBundles, type BundleRun } from './bundles.ts';
 import type { Journal } from './journal.ts';
 import type { Manifest, Op } from './manifest.ts';
-import { displayLocal, planStage, SKIP_TEXT, stagesOf, type FileTask, type RemoteView, type SkipReason } from './plan.ts';
+import { displayLocal, hashLocalFile, planStage, SKIP_TEXT, stagesOf, type FileTask, type RemoteView, type SkipReason } from './plan.ts';
 import { ProgressState, type BatchEvent, type FileRef, type Reporter, type SummaryEvent } from './report.ts';
 
 export interface RunOptions {
@@ -28,6 +30,8 @@ export interface RunOptions {
   stallMs?: number;
   /** How long in-flight transfers may finish after Ctrl-C before the connection is dropped. Default 1.5 s. */
   graceMs?: number;
+  /** Small files many to a stream (bundles) where the server offers it. Default true. */
+  bundles?: boolean;
 }
 
 /** Exit codes: the contract with scripts. */
@@ -261,6 +265,8 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
       notRun = manifest.ops.length;
       return finish();
     }
+    // A server that takes bundles lists a whole tree in one request.
+    if (first.value.bundles && options.bundles !== false) remote.listTree = (path) => call((c) => c.listTree(path).then((r) => r.entries));
   } catch (err) {
     if (!(err instanceof Interrupted)) throw err;
     notRun = manifest.ops.length;
@@ -341,35 +347,77 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
     }
     if (dryRun || (todo.length === 0 && plan.remoteDirs.length === 0 && plan.localDirs.length === 0)) return;
 
+    // Small files travel in bundles, many to a stream, where the server offers them (bundles.ts); the others one
+    // by one, larger first, so the long transfers overlap the many small ones rather than trail them.
+    const offersBundles = options.bundles !== false && (await session.get().then((c) => c.bundles, () => false));
+
     // Folders first, once each: the deepest missing remote ones (with parents), the local ones. A failure is not
     // reported for a folder that files go into (their uploads fail with the reason), only for one that stays
-    // empty (nothing else would say it is missing).
+    // empty (nothing else would say it is missing). With bundles, the server makes the folders its files go
+    // into as it stores them (each upload asks for its parents): only the empty ones are made here.
     const filled = new Set(todo.filter((t) => t.kind === 'put').flatMap((t) => ancestors(t.dst)));
     await Promise.all(
-      plan.remoteDirs.map(async (dir) => {
-        const r = await limiter(() => attempt(null, (c) => c.mkdir(dir, true))).catch(() => null);
-        if (r && !r.ok && !filled.has(dir)) {
-          failed++;
-          emit({ event: 'error', op: ops[0]?.index ?? 0, kind: 'put', to: dir, code: r.failure.code, message: `Cannot make the folder '${dir}': ${r.failure.message}`, attempts: r.attempts, retried: r.attempts > 1 });
-        }
-      }),
+      plan.remoteDirs
+        .filter((dir) => !(offersBundles && filled.has(dir)))
+        .map(async (dir) => {
+          const r = await limiter(() => attempt(null, (c) => c.mkdir(dir, true))).catch(() => null);
+          if (r && !r.ok && !filled.has(dir)) {
+            failed++;
+            emit({ event: 'error', op: ops[0]?.index ?? 0, kind: 'put', to: dir, code: r.failure.code, message: `Cannot make the folder '${dir}': ${r.failure.message}`, attempts: r.attempts, retried: r.attempts > 1 });
+          }
+        }),
     );
     for (const dir of plan.localDirs) await mkdir(dir, { recursive: true }).catch(() => {});
 
-    // Larger files first, so the long transfers overlap the many small ones rather than trail them.
-    const queue = [...todo].sort((a, b) => b.size - a.size);
-    // At most `concurrency` in flight; p-map takes the next file only as one finishes.
-    await pMap(
-      queue,
-      async (t) => {
-        if (interrupted) notRun++; // Ctrl-C: what has not started does not start
-        else await transfer(t, ref(t));
-      },
-      { concurrency: options.concurrency },
-    );
+    const bundled = offersBundles ? todo.filter(bundleable) : [];
+    const inBundles = new Set(bundled);
+    const queue = todo.filter((t) => !inBundles.has(t)).sort((a, b) => b.size - a.size);
+    const alone = (t: FileTask, unsure = false): Promise<void> => {
+      if (!interrupted) return transfer(t, ref(t), unsure);
+      notRun++; // Ctrl-C: what has not started does not start
+      return Promise.resolve();
+    };
+    await Promise.all([
+      // At most `concurrency` in flight; p-map takes the next file only as one finishes.
+      pMap(queue, (t) => alone(t), { concurrency: options.concurrency }),
+      runBundles(groupBundles(bundled), bundleRun(alone, ref)),
+    ]);
   }
 
-  async function transfer(t: FileTask, r: FileRef): Promise<void> {
+  /** How bundles report their files into this run (see bundles.ts). */
+  function bundleRun(alone: (t: FileTask, unsure?: boolean) => Promise<void>, ref: (t: FileTask) => FileRef): BundleRun {
+    return {
+      client: () => session.get(),
+      done: (t, file, ms) => {
+        progress.fileDone(file.size);
+        journal?.recordFile({ kind: t.kind, src: t.src, dst: t.dst, size: file.size, mtime: t.mtime, sha256: file.sha256 });
+        emit({ event: 'done', ...ref(t), size: file.size, sha256: file.sha256, resumedFrom: 0, wireBytes: file.size, encoding: null, ms, attempts: 1 });
+      },
+      failed: async (t, err) => {
+        const f = classify(err);
+        // Too large for a bundle now (it grew), or worth another try: on its own, with its retries.
+        if (err instanceof TooLargeForBundle || f.retryable) return alone(t);
+        if (f.code === 'exists' && t.onExists === 'skip') {
+          skipped++;
+          emit({ event: 'skip', ...ref(t), reason: 'exists', message: SKIP_TEXT.exists });
+          return;
+        }
+        failed++;
+        emit({ event: 'error', ...ref(t), code: f.code, message: f.message, attempts: 1, retried: false });
+      },
+      alone,
+      progress: (label, to, bytes) => {
+        const id = progress.begin(label, to, bytes);
+        return (done) => (done === null ? progress.end(id, false) : progress.update(id, done));
+      },
+    };
+  }
+
+  /**
+   * Moves one file on its own, with its retries. `unsure`: a bundle that held it went down before saying what
+   * became of it, so an upload may find it already there: with the same bytes, that is its success.
+   */
+  async function transfer(t: FileTask, r: FileRef, unsure = false): Promise<void> {
     const id = progress.begin(r.from, r.to ?? '', t.size);
     const started = Date.now();
     let finished = false;
@@ -391,6 +439,15 @@ export async function runBatch(options: RunOptions): Promise<SummaryEvent> {
         return;
       }
       const f = result.failure;
+      if (f.code === 'exists' && unsure && t.kind === 'put') {
+        const same = await attempt(null, (c) => Promise.all([c.statHash(t.dst), hashLocalFile(t.src)])).catch(() => null);
+        if (same?.ok && same.value[0].entry.size === t.size && same.value[0].sha256 === same.value[1]) {
+          finished = true;
+          journal?.recordFile({ kind: t.kind, src: t.src, dst: t.dst, size: t.size, mtime: t.mtime, sha256: same.value[1] });
+          emit({ event: 'done', ...r, size: t.size, sha256: same.value[1], resumedFrom: 0, wireBytes: 0, encoding: null, ms: Date.now() - started, attempts: result.attempts });
+          return;
+        }
+      }
       if (f.code === 'exists' && t.onExists === 'skip') {
         skipped++;
         emit({ event: 'skip', ...r, reason: 'exists', message: SKIP_TEXT.exists });

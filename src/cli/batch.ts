@@ -17,6 +17,8 @@ export interface BatchCliOptions {
   json?: boolean;
   journal?: string;
   concurrency?: string | number;
+  /** False with --no-bundles. */
+  bundles?: boolean;
 }
 
 const STDIN = '-';
@@ -151,6 +153,7 @@ export async function runBatchCommand(positional: string | undefined, options: B
       reporter,
       signal: controller.signal,
       connect: openConnection,
+      bundles: options.bundles !== false,
     });
     complete = summary.exitCode === EXIT.ok && !summary.dryRun;
     process.exitCode = summary.exitCode;

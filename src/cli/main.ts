@@ -40,6 +40,7 @@ export function buildCli() {
     .option('--json', 'One JSON event per line on stdout (start, op, progress, done, skip, error, summary)')
     .option('--journal <path>', 'Journal of finished work (default: <manifest>.journal; none for stdin)')
     .option('--concurrency <n>', "Requests in flight (overrides the manifest's concurrency)")
+    .option('--no-bundles', 'Send and fetch small files one request each, not many to a stream (where the server offers bundles)')
     .example('FERRY_PASSWORD=... ferry batch nightly.yaml')
     .example('ferry batch nightly.yaml --dry-run')
     .example('generate-manifest | ferry batch - --json --journal /var/lib/ferry/nightly.journal')

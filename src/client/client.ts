@@ -10,6 +10,7 @@ import { usageOf, type AccountResult } from '../protocol/results.ts';
 import type { ClientEncodings } from '../plugin/types.ts';
 import { Wire } from '../transport/wire.ts';
 import { VERSION } from '../version.ts';
+import { getMany, putMany, type BundleGet, type BundleHooks, type BundlePut, type BundleResult } from './bundle.ts';
 import { downloadFile, type DownloadOptions } from './download.ts';
 import { Mux, remoteError } from './mux.ts';
 import type { TransferLink, TransferResult } from './transfer.ts';
@@ -70,7 +71,7 @@ export class FerryClient implements TransferLink {
       DEFAULT_LIMITS,
     );
     this.mux = new Mux(this.wire, (msg) => this.onConnectionMessage(msg));
-    const offered = ['resume', 'too_large', ...(encodings?.names.map((n) => `encoding:${n}`) ?? [])];
+    const offered = ['resume', 'too_large', 'bundle', ...(encodings?.names.map((n) => `encoding:${n}`) ?? [])];
     this.wire.send(0, { t: 'hello', v: PROTOCOL_VERSION, agent: `ferry/${VERSION}`, features: offered });
   }
 
@@ -144,6 +145,16 @@ export class FerryClient implements TransferLink {
 
   async list(path = ''): Promise<ListResult> {
     const { result, entries } = await this.mux.call('list', { path });
+    const usage = usageOf(result);
+    return { entries, count: result.count, bytes: result.bytes, ...(usage ? { usage } : {}) };
+  }
+
+  /**
+   * Everything below a folder in one request (feature `bundle`, see `bundles`), each entry named by its path
+   * relative to it, a folder before what it holds.
+   */
+  async listTree(path = ''): Promise<ListResult> {
+    const { result, entries } = await this.mux.call('list', { path, recursive: true });
     const usage = usageOf(result);
     return { entries, count: result.count, bytes: result.bytes, ...(usage ? { usage } : {}) };
   }
@@ -225,6 +236,21 @@ export class FerryClient implements TransferLink {
   /** Uploads a local file, verified (see upload.ts). */
   upload(localPath: string, remotePath: string, options: UploadOptions = {}): Promise<TransferResult> {
     return uploadFile(this, localPath, remotePath, options);
+  }
+
+  /** Whether the server takes many small files as one stream (`putMany`, `getMany`). */
+  get bundles(): boolean {
+    return this.welcome?.features.includes('bundle') === true;
+  }
+
+  /** Uploads many small files as one stream, each verified (see bundle.ts; needs `bundles`). */
+  putMany(items: readonly BundlePut[], hooks: BundleHooks = {}): Promise<BundleResult> {
+    return putMany(this, items, hooks);
+  }
+
+  /** Downloads many small files as one stream, each verified (see bundle.ts; needs `bundles`). */
+  getMany(items: readonly BundleGet[], hooks: BundleHooks = {}): Promise<BundleResult> {
+    return getMany(this, items, hooks);
   }
 
   /** Downloads to a local file, verified (see download.ts). */

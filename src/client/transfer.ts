@@ -43,10 +43,22 @@ export class UnexpectedDigestError extends FerryError {
   }
 }
 
+/** A file larger than a bundle carries (the peer's DATA limit): move it on its own. Not retryable as part of a bundle. */
+export class TooLargeForBundle extends FerryError {
+  constructor(path: string, max: number) {
+    super('too_large', `'${path}' is larger than a bundle carries (${max} bytes): it goes on its own`);
+    this.name = 'TooLargeForBundle';
+  }
+
+  override get retryable(): boolean {
+    return false;
+  }
+}
+
 /** What a transfer needs of the connection it runs on (FerryClient). */
 export interface TransferLink {
   readonly mux: Mux;
-  readonly wire: Pick<FrameTransport, 'send' | 'sendData' | 'sendFrame' | 'drained' | 'pause' | 'resume'>;
+  readonly wire: Pick<FrameTransport, 'send' | 'sendData' | 'sendFrame' | 'drained' | 'pause' | 'resume' | 'isClosed'>;
   readonly welcome: ServerMessageOf<'welcome'> | null;
   /** Encodings both sides agreed on, in this client's order of preference. */
   readonly agreedEncodings: string[];

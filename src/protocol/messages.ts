@@ -6,7 +6,7 @@ import { quote } from '../core/text.ts';
  * tables below; both the TypeScript types and the runtime validation come from those tables.
  */
 type FieldSpec = 'str' | 'str?' | 'uint' | 'uint?' | 'bool?' | 'strs' | 'strs?' | 'hex64' | 'hex64?' | 'json' | 'json?';
-type Spec = Record<string, FieldSpec>;
+export type Spec = Record<string, FieldSpec>;
 
 interface FieldTypes {
   str: string;
@@ -27,13 +27,18 @@ export const CLIENT_MESSAGES = {
   hello: { v: 'uint', agent: 'str', features: 'strs' },
   signup: { user: 'str', password: 'str' },
   login: { user: 'str', password: 'str' },
-  list: { path: 'str' },
+  /** `recursive` (feature `bundle`): everything below, each entry named by its relative path. */
+  list: { path: 'str', recursive: 'bool?' },
   stat: { path: 'str', sha256: 'bool?' },
   put: { path: 'str', size: 'uint', mtime: 'uint?', overwrite: 'bool?', parents: 'bool?', resume: 'bool?', encoding: 'str?' },
   from: { offset: 'uint' },
-  end: { sha256: 'hex64' },
+  /** The end of an upload (`put`: with the file's SHA-256) or of a bundle's stream (`putmany`, `getmany`: without). */
+  end: { sha256: 'hex64?' },
   get: { path: 'str', offset: 'uint?', accept: 'strs?' },
   cancel: {},
+  /** Many small files as one stream of records (feature `bundle`; protocol/bundle.ts). */
+  putmany: {},
+  getmany: {},
   delete: { path: 'str' },
   mkdir: { path: 'str', parents: 'bool?' },
   rename: { from: 'str', to: 'str', overwrite: 'bool?' },
@@ -55,6 +60,10 @@ export const SERVER_MESSAGES = {
   meta: { size: 'uint', mtime: 'uint', encoding: 'str?' },
   resume: { offset: 'uint', sha256: 'hex64' },
   end: { sha256: 'hex64' },
+  /** One record of a bundle that was not stored (`putmany`) or cannot be sent (`getmany`); `index` counts records from 0. */
+  failed: { index: 'uint', code: 'str', message: 'str' },
+  /** `putmany`: the first `count` records are settled, each stored or answered `failed` before this. */
+  stored: { count: 'uint' },
 } as const satisfies Record<string, Spec>;
 
 export type ClientMessage = Union<typeof CLIENT_MESSAGES>;
@@ -98,19 +107,26 @@ function parse<T extends Record<string, Spec>>(table: T, body: Buffer | string):
   if (typeof t !== 'string' || !Object.hasOwn(table, t)) {
     throw new FerryError('unknown_message', `Unknown message type ${typeof t === 'string' ? quote(t, 40) : '(none)'}`);
   }
-  const spec = table[t] as Spec;
+  checkFields(`'${t}'`, table[t] as Spec, record, true);
+  return record as Union<T>;
+}
+
+/**
+ * Checks the fields of `record` against `spec` (unknown fields, missing ones, wrong types: `bad_message`).
+ * `what` names the object in the error ("'put'", "put record"); `tagged`: a message, whose `t` is not a field.
+ */
+export function checkFields(what: string, spec: Spec, record: Record<string, unknown>, tagged = false): void {
   for (const key of Object.keys(record)) {
-    if (key !== 't' && !Object.hasOwn(spec, key)) throw new FerryError('bad_message', `Message '${t}' has an unknown field ${quote(key, 40)}`);
+    if (!(tagged && key === 't') && !Object.hasOwn(spec, key)) throw new FerryError('bad_message', `Message ${what} has an unknown field ${quote(key, 40)}`);
   }
   for (const [key, type] of Object.entries(spec)) {
     const present = record[key] !== undefined;
     if (!present) {
-      if (!type.endsWith('?')) throw new FerryError('bad_message', `Message '${t}' lacks field '${key}'`);
+      if (!type.endsWith('?')) throw new FerryError('bad_message', `Message ${what} lacks field '${key}'`);
       continue;
     }
-    if (!checkField(type, record[key])) throw new FerryError('bad_message', `Message '${t}' has a bad '${key}'`);
+    if (!checkField(type, record[key])) throw new FerryError('bad_message', `Message ${what} has a bad '${key}'`);
   }
-  return record as Union<T>;
 }
 
 /** Parses and validates a client's control message (used by the server: trusts nothing). */

@@ -22,6 +22,10 @@ export interface Results {
   stat: { entry: Entry; sha256?: string; usage?: Usage };
   /** The end of an upload: sent in reply to its `end`, under the `put`'s id. */
   put: { size: number; sha256: string; resumedFrom: number; entry: Entry };
+  /** The end of a bundle (feature `bundle`), after its `end`: files stored, their bytes, records refused (each was answered `failed`). */
+  putmany: { files: number; bytes: number; failed: number };
+  /** The end of a download bundle, after its `end` and its last record: files sent, their bytes, names refused. */
+  getmany: { files: number; bytes: number; failed: number };
   delete: null;
   mkdir: null;
   rename: null;
@@ -68,12 +72,16 @@ export function usageOf(result: { usage?: unknown }): Usage | undefined {
 const isAccount: Check<AccountResult> = (v): v is AccountResult =>
   isObject(v) && typeof v.user === 'string' && (v.role === 'admin' || v.role === 'user') && Array.isArray(v.perms) && v.perms.every((p) => typeof p === 'string');
 
+const isBundleResult = (v: unknown): v is Results['putmany'] => isObject(v) && isCount(v.files) && isCount(v.bytes) && isCount(v.failed);
+
 /** The check of each result, beside the type table. */
 export const RESULT_CHECKS: { readonly [T in ResultType]: Check<Results[T]> } = {
   signup: isAccount,
   login: isAccount,
   list: (v): v is Results['list'] => isObject(v) && isCount(v.count) && isCount(v.bytes),
   stat: (v): v is Results['stat'] => isObject(v) && isEntry(v.entry) && (v.sha256 === undefined || isHex64(v.sha256)),
+  putmany: (v): v is Results['putmany'] => isBundleResult(v),
+  getmany: (v): v is Results['getmany'] => isBundleResult(v),
   put: (v): v is Results['put'] => isObject(v) && isCount(v.size) && isHex64(v.sha256) && isCount(v.resumedFrom) && isEntry(v.entry),
   delete: isNull,
   mkdir: isNull,

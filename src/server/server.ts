@@ -73,7 +73,7 @@ export class FerryServer {
       log: this.log,
       plugins: this.plugins,
       agent: `ferry/${VERSION}`,
-      features: ['resume', 'too_large', ...this.plugins.features],
+      features: ['resume', 'too_large', 'bundle', ...this.plugins.features],
     };
 
     const onSocket = (socket: net.Socket) => this.accept(socket, ctx);

@@ -1,3 +1,4 @@
+import type { FerryError } from '../core/errors.ts';
 import type { Entry } from '../core/types.ts';
 
 /**
@@ -19,6 +20,12 @@ export interface Storage {
    * skipped; directories are `type: 'dir'` with size 0.
    */
   list(path: string, pageSize?: number): AsyncIterable<Entry[]>;
+  /**
+   * Everything under a directory, in pages, each entry named by its path relative to it (`a/b.h`), a folder
+   * before what it holds (the same entries `list` gives, folder by folder). A folder reached twice (through a
+   * symlink) is walked once. Memory is bounded by the page size and the depth of the tree.
+   */
+  listTree(path: string, pageSize?: number): AsyncIterable<Entry[]>;
   /** Opens a file for reading. */
   openRead(path: string): Promise<ReadHandle>;
   /**
@@ -31,6 +38,26 @@ export interface Storage {
    * - A second upload of the same path while one is open throws `busy`.
    */
   createUpload(path: string, options: UploadOptions): Promise<Upload>;
+  /**
+   * Stores a small file whose bytes are all in memory, in one step: what `createUpload` (with `deferChecks`),
+   * `write` and `commit` do together, with the same refusals, and `digest_mismatch` (nothing stored) when the
+   * bytes differ from `options.sha256`. `bytes` becomes the storage's: the caller must not use it afterwards.
+   * Nothing is kept of a refused file (there is no partial to resume).
+   */
+  putWhole(path: string, bytes: Buffer, options: WholeOptions): Promise<Entry>;
+  /**
+   * Takes a whole bundle of small files (protocol/bundle.ts `put` records) as one stream, where the driver can
+   * store it better than file by file (the local driver: decoded and stored in its worker thread, off the event
+   * loop). Null: not here; the caller stores each record with `putWhole`. Each record is refused or stored as
+   * `putWhole` would, and reported to `options.onResult`.
+   */
+  openBundle(options: BundleOptions): Promise<BundleSink | null>;
+  /**
+   * Sends a whole bundle of files (protocol/bundle.ts: `want` records in, `file` records out) where the driver
+   * can do it better than file by file (the local driver: read, hashed and packed in its worker thread). Null:
+   * not here; the caller opens and reads each file. Each file is refused or read as `openRead` would.
+   */
+  openBundleRead(options: BundleReadOptions): Promise<BundleSink | null>;
   /** Removes a file or an empty directory. */
   remove(path: string): Promise<void>;
   mkdir(path: string, options?: { parents?: boolean }): Promise<void>;
@@ -56,6 +83,68 @@ export interface UploadOptions {
   deferChecks?: boolean;
   /** Whether missing parent directories may be created (the caller's `mkdir` permission); checked with `deferChecks`. */
   mayCreateParents?: boolean;
+}
+
+export interface WholeOptions {
+  /** The SHA-256 (lowercase hex) the bytes must have. */
+  sha256: string;
+  overwrite?: boolean;
+  parents?: boolean;
+  /** Modification time to set on the stored file (ms since epoch). */
+  mtime?: number;
+  /** Whether missing parent directories may be created (the caller's `mkdir` permission). */
+  mayCreateParents?: boolean;
+}
+
+export interface BundleOptions {
+  /** Whether a record that asks to overwrite may (the account's permission). */
+  mayOverwrite: boolean;
+  /** Whether missing folders may be created for a record that asks for them (the account's `mkdir`). */
+  mayCreateParents: boolean;
+  /** Larger files are refused with `too_large`. */
+  maxFileBytes: number;
+  /** Largest record header and body accepted (the server's maxMessage and maxData); a larger one is `bad_message`. */
+  maxHeader: number;
+  maxBody: number;
+  /** What became of each record (by its place in the stream, from 0): stored (`entry`), or refused (`error`). */
+  onResult(result: BundleResult): void;
+  /** The stream is malformed (`bad_message`), or the storage failed: nothing more is stored. Called at once, once. */
+  onBroken(err: FerryError): void;
+}
+
+export type BundleResult = { index: number; path: string; size: number; overwriteAsked: boolean } & (
+  | { entry: Entry; sha256: string; error?: undefined }
+  | { error: FerryError; entry?: undefined }
+);
+
+export interface BundleReadOptions {
+  /** Larger files are refused with `too_large` (the most a record may carry to the client). */
+  maxFileBytes: number;
+  /** Largest `want` record header accepted (the server's maxMessage); a larger one is `bad_message`. */
+  maxHeader: number;
+  /** Bytes of records per piece, at most. */
+  frame: number;
+  /** The `file` records, packed: each piece holds HEADER_SIZE free bytes, then records; false: wait for `drained`. */
+  send(pieces: Buffer[]): boolean;
+  drained(): Promise<void>;
+  /** What became of each file wanted (by its place in the stream, from 0): sent (`size`, `sha256`), or refused. */
+  onResult(result: BundleReadResult): void;
+  /** The stream is malformed (`bad_message`), or the storage failed: nothing more is read. Called at once, once. */
+  onBroken(err: FerryError): void;
+}
+
+export type BundleReadResult = { index: number; path: string } & ({ size: number; sha256: string; error?: undefined } | { error: FerryError });
+
+/** A bundle being stored (`Storage.openBundle`) or read (`openBundleRead`: the bytes written are the `want` records). A malformed stream rejects `write`, `end` or `settled` with `bad_message`. */
+export interface BundleSink {
+  /** The stream's next bytes (the caller may reuse them once this returns); resolves when more may come. */
+  write(chunks: readonly Buffer[]): Promise<void>;
+  /** Resolves once the records completed by the bytes written so far are stored or refused. */
+  settled(): Promise<void>;
+  /** The stream ended: resolves once every record is stored or refused (`bad_message` if it ended inside one). */
+  end(): Promise<void>;
+  /** Stops: bytes not yet taken are dropped (records already complete may still be stored and reported). */
+  abort(): void;
 }
 
 export interface ReadHandle {

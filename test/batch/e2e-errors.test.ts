@@ -94,13 +94,13 @@ t('a permission error is reported once, never retried; the other operations stil
   assert.is(events.filter((e) => e.event === 'retry').length, 0);
   assert.equal(events.filter((e) => e.event === 'done').map((e) => e.to).sort(), ['ro-out/pub/one.bin', 'ro-out/pub/two.bin']);
   assert.equal(hashTree(join(work, 'ro-out', 'pub')), hashTree(join(home, 'pub')));
-  // The server saw exactly one attempt at the upload.
-  await server.waitFor(/DWLD pub\/two\.bin/);
-  assert.is(serverLines(server, /UPLD denied\.txt: permission_denied/).length, 1);
+  // The server saw exactly one attempt at the upload (a bundle of the one file, refused as a whole).
+  await server.waitFor(/DWLD (pub\/two\.bin|2 file\(s\) as one bundle)/);
+  assert.is(serverLines(server, /UPLD (denied\.txt|\(a bundle\)): permission_denied/).length, 1);
   assert.not.ok(existsSync(join(home, 'denied.txt')));
 });
 
-t('the server dies midway: the batch reconnects, retries what was in flight, and finishes', async () => {
+t('the server dies midway: the batch reconnects, retries what was in flight, and finishes (one request per file)', async () => {
   // A server of its own on a fixed port, so that it can come back on the same address.
   const own = await startServer();
   const port = own.port;
@@ -108,7 +108,8 @@ t('the server dies midway: the batch reconnects, retries what was in flight, and
   const dir = join(work, 'reconnect');
   makeTree(join(dir, 'data'), 200, 4096);
   writeFileSync(join(dir, 'r.yaml'), manifest(own, 'bob', `  - put: ./data\n    to: r/\n`, 'concurrency: 2\nretries: 6\n'));
-  const child = startBatch(own, ['r.yaml'], { cwd: dir, password: PASS });
+  // One request per file (--no-bundles), each journaled as it ends; bundles: e2e-bundles.test.ts.
+  const child = startBatch(own, ['r.yaml', '--no-bundles'], { cwd: dir, password: PASS });
   let again: ReturnType<typeof startFerry> | null = null;
   try {
     await waitUntil(() => lines(join(dir, 'r.yaml.journal')) > 30 || child.exitCode !== null, 30_000, 'some files done');
@@ -132,12 +133,12 @@ t('the server dies midway: the batch reconnects, retries what was in flight, and
   }
 });
 
-t('Ctrl-C stops quickly with exit 130, the journal stays readable, and a re-run finishes the job', async () => {
+t('Ctrl-C stops quickly with exit 130, the journal stays readable, and a re-run finishes the job (one request per file)', async () => {
   const dir = join(work, 'sigint');
   makeTree(join(dir, 'data'), 200, 4096);
   writeFileSync(join(dir, 's.yaml'), manifest(server, 'bob', `  - put: ./data\n    to: s/\n`, 'concurrency: 2\n'));
   const journal = join(dir, 's.yaml.journal');
-  const child = startBatch(server, ['s.yaml'], { cwd: dir, password: PASS });
+  const child = startBatch(server, ['s.yaml', '--no-bundles'], { cwd: dir, password: PASS });
   await waitUntil(() => lines(journal) > 20 || child.exitCode !== null, 30_000, 'some files done');
   assert.is(child.exitCode, null, 'finished before the interrupt');
   const sent = Date.now();
@@ -148,7 +149,7 @@ t('Ctrl-C stops quickly with exit 130, the journal stays readable, and a re-run 
   assert.match(child.output(), /^interrupted: transferred \d+ files.*not run; run the same command again to continue$/m);
   for (const l of readFileSync(journal, 'utf8').trim().split('\n')) JSON.parse(l);
   assert.not.ok(existsSync(`${journal}.lock`));
-  const r = await batch(server, ['s.yaml'], { cwd: dir, password: PASS });
+  const r = await batch(server, ['s.yaml', '--no-bundles'], { cwd: dir, password: PASS });
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /skipped: done in an earlier run/);
   assert.equal(hashTree(join(homeOf(server, 'bob'), 's', 'data')), hashTree(join(dir, 'data')));

@@ -125,13 +125,14 @@ t('--manifest - reads the manifest from stdin; relative paths are from the worki
   assert.match(dash.stdout, /dry run: .*nothing was transferred/);
 });
 
-t('a run killed midway resumes on the next run and ends with every file intact', async () => {
+t('a run killed midway resumes on the next run and ends with every file intact (one request per file)', async () => {
   const dir = join(work, 'kill');
   makeTree(join(dir, 'data'), 250, 16_384);
   writeFileSync(join(dir, 'data', 'large.bin'), randomBytes(4_000_000));
   writeFileSync(join(dir, 'k.yaml'), manifest(server, 'alice', `  - put: ./data\n    to: killed/\n`, 'concurrency: 2\n'));
   const journal = join(dir, 'k.yaml.journal');
-  const child = startBatch(server, ['k.yaml'], { cwd: dir, password: PASS });
+  // One request per file (--no-bundles), each journaled as it ends; bundles: e2e-bundles.test.ts.
+  const child = startBatch(server, ['k.yaml', '--no-bundles'], { cwd: dir, password: PASS });
   // The journal's first line is the run; wait for some finished files, then kill without warning.
   await waitUntil(() => lines(journal) > 30 || child.exitCode !== null, 30_000, 'files in the journal');
   child.kill('SIGKILL');
@@ -139,7 +140,7 @@ t('a run killed midway resumes on the next run and ends with every file intact',
   const doneBefore = lines(journal) - 1;
   assert.ok(doneBefore < 251, `the run finished before it could be killed (${doneBefore} files)`);
 
-  const r = await batch(server, ['k.yaml'], { cwd: dir, password: PASS });
+  const r = await batch(server, ['k.yaml', '--no-bundles'], { cwd: dir, password: PASS });
   assert.is(r.code, 0, r.stderr + r.stdout);
   const skipped = Number(/ops\[0\]: (\d+) skipped: done in an earlier run/.exec(r.stdout)?.[1] ?? 0);
   // Exactly what the journal recorded is skipped; what was in flight is sent again (and resumed if large).

@@ -9,6 +9,9 @@ export class RawClient {
   readonly socket: net.Socket;
   readonly replies: Reply[] = [];
   readonly data = new Map<number, number>();
+  /** The DATA bytes received per id, kept when `keepData` is set. */
+  readonly received = new Map<number, Buffer[]>();
+  keepData = false;
   readonly closed: Promise<number>;
   readonly connected: Promise<void>;
   private waiters: Array<() => void> = [];
@@ -21,7 +24,10 @@ export class RawClient {
           this.replies.push({ id, msg: parseServerMessage(body) });
           this.wake();
         },
-        onData: (id, chunk) => this.data.set(id, (this.data.get(id) ?? 0) + chunk.length),
+        onData: (id, chunk) => {
+          this.data.set(id, (this.data.get(id) ?? 0) + chunk.length);
+          if (this.keepData) this.received.set(id, [...(this.received.get(id) ?? []), Buffer.from(chunk)]);
+        },
       },
       { maxMessage: 1 << 20, maxData: 1 << 24 },
       true,

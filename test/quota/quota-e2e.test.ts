@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { suite } from 'uvu';
@@ -258,6 +258,26 @@ e2e('the file-count limit: a third file is refused, an overwrite is not, and a d
   assert.match(out, /^Quota: 50 B used \(50 bytes\), 2 of 2 files$/m, 'no byte limit for this user');
   await ok('counter', ['DELF f2.txt', 'UPLD f3.txt']);
   assert.equal(home('counter'), ['f1.txt', 'f3.txt']);
+});
+
+e2e('a batch in bundles: the plugin is asked about each file, and the files past the limit are refused one by one', async () => {
+  await ok('bundler', ['LIST'], true);
+  const dir = join(work, 'many');
+  mkdirSync(dir, { recursive: true });
+  for (let i = 0; i < 150; i++) writeFileSync(join(dir, `f${String(i).padStart(3, '0')}.txt`), `file ${i}`);
+  writeFileSync(
+    join(work, 'many.yaml'),
+    `server: 127.0.0.1:${server.port}\nfingerprint: ${server.fingerprint}\nuser: bundler\npassword: \${FERRY_PASSWORD}\nops:\n  - put: ./many\n    to: up/\n`,
+  );
+  const r = await runFerry(['batch', 'many.yaml', '--json'], { cwd: work, env: childEnv(server.home, { FERRY_PASSWORD: PASSWORD }) });
+  assert.is(r.code, 1, r.stderr);
+  const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; code?: string });
+  assert.is(events.filter((e) => e.event === 'done').length, 100, 'the 100 files the quota allows');
+  assert.equal([...new Set(events.filter((e) => e.event === 'error').map((e) => e.code))], ['quota_exceeded']);
+  assert.is(events.filter((e) => e.event === 'error').length, 50);
+  assert.is(files(join(server.dataDir, 'homes', 'bundler', 'up', 'many')).length, 100);
+  assert.match(server.output(), /bundler\] UPLD 100 file\(s\) as one bundle/);
+  assert.equal(partials('bundler'), []);
 });
 
 e2e.run();

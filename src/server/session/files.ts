@@ -62,12 +62,14 @@ export async function list(s: SessionScope, id: number, msg: ClientMessageOf<'li
     await sendPaged(s, id, 'entries', [target]);
     tally([target]);
   } else {
-    for await (const page of user.storage.list(msg.path)) {
+    if (msg.recursive === true && !s.features.includes('bundle')) throw new FerryError('bad_message', "A recursive 'list' needs 'bundle', which was not negotiated");
+    const pages = msg.recursive === true ? user.storage.listTree(msg.path) : user.storage.list(msg.path);
+    for await (const page of pages) {
       await sendPaged(s, id, 'entries', page);
       tally(page);
     }
   }
-  s.info(`LIST ${escapeText(msg.path || '.', 200)}: ${count} entries`);
+  s.info(`LIST ${escapeText(msg.path || '.', 200)}${msg.recursive === true ? ' (recursive)' : ''}: ${count} entries`);
   return { count, bytes, ...(await usageOf(s, user)) };
 }
 

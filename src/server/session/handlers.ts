@@ -3,6 +3,8 @@ import { escapeText, word } from '../../core/text.ts';
 import type { ClientMessage, ClientMessageOf, ClientMessageType } from '../../protocol/messages.ts';
 import type { Results, ResultType } from '../../protocol/results.ts';
 import { hello, login, signup } from './account.ts';
+import type { GetBundles } from './getmany.ts';
+import type { PutBundles } from './putmany.ts';
 import type { Downloads } from './download.ts';
 import { list, mkdir, remove, rename, stat } from './files.ts';
 import { clearLog, readLog } from './log.ts';
@@ -12,6 +14,8 @@ import type { Uploads } from './upload.ts';
 /** A session as the request handlers see it: its scope, and its transfers. */
 export interface Conn extends SessionScope {
   readonly uploads: Uploads;
+  readonly putBundles: PutBundles;
+  readonly getBundles: GetBundles;
   readonly downloads: Downloads;
 }
 
@@ -20,7 +24,7 @@ export const REPLIED: unique symbol = Symbol('replied');
 
 /** Requests with a handler of their own; the others belong to a request (`from`, `end`, `cancel`) or to the connection. */
 export type RequestType = Exclude<ClientMessageType, 'hello' | 'from' | 'end' | 'cancel' | 'error'>;
-type Answer<T extends RequestType> = (T extends ResultType ? (T extends 'put' ? never : Results[T]) : never) | typeof REPLIED;
+type Answer<T extends RequestType> = (T extends ResultType ? (T extends 'put' | 'putmany' | 'getmany' ? never : Results[T]) : never) | typeof REPLIED;
 type Handler<T extends RequestType> = (c: Conn, id: number, msg: ClientMessageOf<T>, started: number) => Promise<Answer<T>>;
 
 /** Only once logged in (`auth_required` before); the handler gets the account and its storage. */
@@ -39,7 +43,7 @@ function loggedIn<T extends RequestType>(handle: (c: Conn, id: number, msg: Clie
 export const HANDLERS: { readonly [T in RequestType]: Handler<T> } = {
   ping: async () => null,
   bye: async (c, id) => {
-    await c.downloads.finished();
+    await Promise.all([c.downloads.finished(), c.getBundles.finished()]);
     c.transport.send(id, { t: 'ok' });
     c.close();
     return REPLIED;
@@ -50,6 +54,14 @@ export const HANDLERS: { readonly [T in RequestType]: Handler<T> } = {
   stat: loggedIn(stat),
   put: loggedIn(async (c, id, msg, user, started) => {
     await c.uploads.put(id, msg, user, started);
+    return REPLIED;
+  }),
+  putmany: loggedIn(async (c, id, msg, user, started) => {
+    await c.putBundles.start(id, msg, user, started);
+    return REPLIED;
+  }),
+  getmany: loggedIn(async (c, id, msg, user, started) => {
+    await c.getBundles.start(id, msg, user, started);
     return REPLIED;
   }),
   get: loggedIn(async (c, id, msg, user, started) => {
@@ -65,7 +77,7 @@ export const HANDLERS: { readonly [T in RequestType]: Handler<T> } = {
 
 /** The original's words for each request, for the console. */
 const INSTRUCTION: Partial<Record<ClientMessageType, string>> = {
-  put: 'UPLD', get: 'DWLD', list: 'LIST', delete: 'DELF', log: 'RDLOG', clearlog: 'CLRLOG', mkdir: 'MKDIR',
+  put: 'UPLD', putmany: 'UPLD', getmany: 'DWLD', get: 'DWLD', list: 'LIST', delete: 'DELF', log: 'RDLOG', clearlog: 'CLRLOG', mkdir: 'MKDIR',
   rename: 'RENAME', stat: 'STAT', signup: 'SIGNUP', login: 'LOGIN',
 };
 
@@ -88,18 +100,20 @@ export async function dispatch(c: Conn, id: number, msg: ClientMessage): Promise
     case 'hello':
       throw new FerryError('unexpected_message', "A second 'hello'");
     case 'end':
+      if (c.putBundles.owns(id)) return c.putBundles.end(id, msg);
+      if (c.getBundles.owns(id)) return c.getBundles.end(id, msg);
       return c.uploads.end(id, msg);
     case 'from':
       return c.uploads.from(id, msg);
     case 'cancel':
       // Neither an upload nor a download in progress: the request already finished, nothing to do.
-      if (!(await c.uploads.cancel(id))) c.downloads.cancel(id);
+      if (!(await c.uploads.cancel(id)) && !c.putBundles.cancel(id) && !c.getBundles.cancel(id)) c.downloads.cancel(id);
       return;
     default:
       break;
   }
   if (id === 0 && msg.t !== 'bye') throw new FerryError('unexpected_message', `Request '${msg.t}' without an id`);
-  if (c.uploads.owns(id) || c.downloads.owns(id)) throw new FerryError('duplicate_id', `Request id ${id} is already in use`);
+  if (c.uploads.owns(id) || c.putBundles.owns(id) || c.getBundles.owns(id) || c.downloads.owns(id)) throw new FerryError('duplicate_id', `Request id ${id} is already in use`);
   const started = Date.now();
   try {
     const handle = HANDLERS[msg.t] as Handler<RequestType>;
@@ -108,7 +122,7 @@ export async function dispatch(c: Conn, id: number, msg: ClientMessage): Promise
   } catch (err) {
     const ferr = c.problem(err, msg.t);
     if (ferr.fatal) throw ferr;
-    if (msg.t === 'put') c.uploads.refuse(id);
+    if (msg.t === 'put' || msg.t === 'putmany' || msg.t === 'getmany') c.uploads.refuse(id);
     c.transport.send(id, { t: 'error', code: ferr.code, message: ferr.message });
     const verb = INSTRUCTION[msg.t];
     if (verb) c.info(`${verb} ${describe(msg)}: ${ferr.code}: ${ferr.message}`);
@@ -127,6 +141,9 @@ function describe(msg: ClientMessage): string {
       return escapeText(msg.path, 200);
     case 'rename':
       return `${escapeText(msg.from, 200)} -> ${escapeText(msg.to, 200)}`;
+    case 'putmany':
+    case 'getmany':
+      return '(a bundle)';
     case 'signup':
     case 'login':
       return word(msg.user);

@@ -50,8 +50,11 @@ export class Ingress {
   #pausedForQueue = false;
   /** A plugin's verdict on the connection: nothing is processed before it is known (see `hold`). */
   #gate: Promise<boolean> | null = null;
-  /** Uploads committing in the background, by request id, with the path each one commits. */
-  readonly #commits = new Map<number, { path: string; done: Promise<void> }>();
+  /**
+   * Uploads committing in the background, by request id, with the path each one commits (null: many paths, a
+   * bundle), and how to wait for what they have received so far.
+   */
+  readonly #commits = new Map<number, { path: string | null; settle: () => Promise<void> }>();
   /** Downloads being opened, by request id. */
   readonly #opening = new Map<number, Promise<void>>();
 
@@ -82,16 +85,33 @@ export class Ingress {
 
   /** Commits in flight: the session waits for them before it reports that it closed. */
   get committing(): Promise<unknown> {
-    return Promise.all([...this.#commits.values()].map((c) => c.done));
+    return Promise.all([...this.#commits.values()].map((c) => c.settle()));
   }
 
   /**
    * Runs an upload's commit in the background (see `waitForCommits`); `task` never throws (it answers the
-   * client itself), except for a protocol violation, which ends the connection.
+   * client itself), except for a protocol violation, which ends the connection. `path` null: a bundle's files.
    */
-  commitInBackground(id: number, path: string, task: Promise<void>): void {
-    const done = task.catch((err: unknown) => this.#sink.fail(asError(err))).finally(() => this.#commits.delete(id));
-    this.#commits.set(id, { path: samePath(path), done });
+  commitInBackground(id: number, path: string | null, task: Promise<void>): void {
+    const entry = { path: path === null ? null : samePath(path), settle: () => done };
+    const done: Promise<void> = task
+      .catch((err: unknown) => this.#sink.fail(asError(err)))
+      .finally(() => {
+        if (this.#commits.get(id) === entry) this.#commits.delete(id);
+      });
+    this.#commits.set(id, entry);
+  }
+
+  /**
+   * A bundle whose records are still arriving: each is committed as it comes, and a later request waits (as for
+   * a commit) until `settle` says that the records received so far are stored. `untrack` when it ends.
+   */
+  track(id: number, settle: () => Promise<void>): void {
+    this.#commits.set(id, { path: null, settle });
+  }
+
+  untrack(id: number): void {
+    this.#commits.delete(id);
   }
 
   async #pump(): Promise<void> {
@@ -158,7 +178,7 @@ export class Ingress {
    * Uploads commit in the background, so that one file's fsync and rename overlap with the next file's bytes.
    * What the client sent after an `end` must still mean what it says: a request that reads or changes the tree
    * (list, stat, get, rename, delete, mkdir, bye, ...) waits for every commit in flight, a `put` waits for one of
-   * the same path, and at most MAX_COMMITS run at once. Data, `end`, `from` and `cancel` of other uploads go
+   * the same path (and for a bundle's files received so far), and at most MAX_COMMITS run at once. Data, `end`, `from` and `cancel` of other uploads go
    * straight on.
    */
   async #waitForCommits(item: Item): Promise<void> {
@@ -166,16 +186,16 @@ export class Ingress {
     const { msg } = item;
     const commits = [...this.#commits.values()];
     if (msg.t === 'end' || msg.t === 'from' || msg.t === 'cancel' || msg.t === 'error') {
-      if (msg.t === 'end' && this.#commits.size >= MAX_COMMITS) await Promise.race(commits.map((c) => c.done));
+      if (msg.t === 'end' && this.#commits.size >= MAX_COMMITS) await Promise.race(commits.map((c) => c.settle()));
       return;
     }
     if (msg.t === 'put') {
       const path = samePath(msg.path);
-      const same = commits.filter((c) => c.path === path);
-      if (same.length > 0) await Promise.all(same.map((c) => c.done));
+      const same = commits.filter((c) => c.path === path || c.path === null);
+      if (same.length > 0) await Promise.all(same.map((c) => c.settle()));
       return;
     }
-    await Promise.all(commits.map((c) => c.done));
+    await Promise.all(commits.map((c) => c.settle()));
   }
 }
 

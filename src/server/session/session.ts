@@ -8,6 +8,8 @@ import { escapeText, word } from '../../core/text.ts';
 import { parseClientMessage } from '../../protocol/messages.ts';
 import { Wire } from '../../transport/wire.ts';
 import type { ServerContext } from '../context.ts';
+import { PutBundles } from './putmany.ts';
+import { GetBundles } from './getmany.ts';
 import { Downloads } from './download.ts';
 import { dispatch, type Conn } from './handlers.ts';
 import { Ingress } from './ingress.ts';
@@ -35,6 +37,8 @@ export class Session implements Conn {
   readonly ctx: ServerContext;
   readonly transport: SessionTransport;
   readonly uploads: Uploads;
+  readonly putBundles: PutBundles;
+  readonly getBundles: GetBundles;
   readonly downloads: Downloads;
   readonly #ingress: Ingress;
   #stage: Stage = 'hello';
@@ -69,7 +73,7 @@ export class Session implements Conn {
     this.address = formatAddress(this.host, peer.port);
     this.#ingress = new Ingress({
       request: (id, msg) => dispatch(this, id, msg),
-      data: (id, chunks) => this.uploads.data(id, chunks),
+      data: (id, chunks) => this.#data(id, chunks),
       fail: (err) => this.transport.fail(err),
       pause: () => this.transport.pause(),
       resume: () => this.transport.resume(),
@@ -77,6 +81,8 @@ export class Session implements Conn {
       isClosed: () => this.#stage === 'closed',
     });
     this.uploads = new Uploads(this, this.#ingress);
+    this.putBundles = new PutBundles(this, this.#ingress);
+    this.getBundles = new GetBundles(this, this.#ingress);
     this.downloads = new Downloads(this);
     const { handshakeTimeoutMs, authTimeoutMs } = ctx.options;
     this.#timers.push(setTimeout(() => this.#stage === 'hello' && this.timeout('handshake'), handshakeTimeoutMs));
@@ -109,7 +115,7 @@ export class Session implements Conn {
 
   /** Uploads and downloads in flight (the per-user transfer limit counts them). */
   get transfersInFlight(): number {
-    return this.uploads.count + this.downloads.count;
+    return this.uploads.count + this.putBundles.count + this.downloads.count + this.getBundles.count;
   }
 
   /** A control message from the client; throws the FerryError of a malformed one (the transport ends the connection). */
@@ -120,6 +126,13 @@ export class Session implements Conn {
   /** A piece of an upload's bytes from the client. */
   receiveData(id: number, chunk: Buffer): void {
     this.#ingress.enqueue({ kind: 'data', id, chunk, bytes: chunk.length });
+  }
+
+  /** Data frames for request `id`: an upload's bytes, or a bundle's records. */
+  #data(id: number, chunks: Buffer[]): Promise<void> {
+    if (this.putBundles.owns(id)) return this.putBundles.data(id, chunks);
+    if (this.getBundles.owns(id)) return this.getBundles.data(id, chunks);
+    return this.uploads.data(id, chunks);
   }
 
   /** Ends the session from the server side with a final error frame (shutdown, connection caps). */
@@ -185,6 +198,8 @@ export class Session implements Conn {
     if (this.#user) this.ctx.transfers.leave(this.#user.account.name, this);
     this.#ingress.clear();
     this.downloads.close();
+    this.putBundles.close();
+    this.getBundles.close();
     const interrupted = await this.uploads.close();
     await this.#ingress.committing;
     this.info(`Disconnected${describeClose(err)}${interrupted ? ` (${interrupted} upload(s) interrupted, kept for resume)` : ''}`);

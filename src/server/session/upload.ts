@@ -75,12 +75,7 @@ export class Uploads {
       if (msg.encoding !== undefined && !s.features.includes(`encoding:${msg.encoding}`)) {
         throw new FerryError('bad_message', `Encoding ${quotePath(msg.encoding.slice(0, 40))} was not negotiated in the handshake`);
       }
-      const { maxUploadBytes, minFreeBytes } = s.ctx.options;
-      if (msg.size > maxUploadBytes) {
-        // Refused as too_large to a client that understands the code (negotiated), else as the quota refusal it knows.
-        const code = s.features.includes('too_large') ? 'too_large' : 'quota_exceeded';
-        throw new FerryError(code, `${quotePath(msg.path)} is ${msg.size} bytes; this server accepts files of at most ${maxUploadBytes} bytes`);
-      }
+      checkSize(s, msg.path, msg.size);
       release = s.reserveTransfer();
       try {
         // The storage checks the target as it starts the upload (one look instead of a stat first), or, when no
@@ -101,12 +96,12 @@ export class Uploads {
       if (upload.createsParents) op.permit('mkdir');
       const replaces = upload.replaces;
       await op.vet(() => ({ ...actorOf(scope), path: msg.path, size: msg.size, replaces }));
-      const needed = msg.size - upload.offset;
-      const free = needed > 0 ? await s.ctx.freeSpace.claim(needed) : null;
-      if (free !== null && free - needed < minFreeBytes) {
+      try {
+        await claimSpace(s, msg.path, msg.size - upload.offset);
+      } catch (err) {
         await upload.abort(upload.offset > 0).catch(() => {}); // a resumable part is kept, an empty one goes
         upload = null;
-        throw new FerryError('no_space', `Not enough disk space on the server for ${quotePath(msg.path)}: it needs ${needed} more bytes, ${Math.max(0, free - minFreeBytes)} are available`);
+        throw err;
       }
       if (s.stage === 'closed') {
         // The connection went while the upload was being set up: keep the partial, release the plugins.
@@ -164,8 +159,10 @@ export class Uploads {
     if (this.#refused.delete(id)) return;
     const state = this.#active.get(id);
     if (!state || state.awaitingFrom || state.committing) throw new FerryError('unexpected_message', `'end' for request ${id}, which is not an upload in progress`);
+    const { sha256 } = msg;
+    if (sha256 === undefined) throw new FerryError('bad_message', "Message 'end' of an upload lacks field 'sha256'");
     state.committing = true;
-    this.#ingress.commitInBackground(id, state.path, this.#commit(id, state, msg));
+    this.#ingress.commitInBackground(id, state.path, this.#commit(id, state, sha256));
   }
 
   /** CANCEL of an upload; false when `id` is not one (it may be a download). */
@@ -196,16 +193,16 @@ export class Uploads {
   }
 
   /** Verifies and places an upload, then answers; runs in the background. Never throws. */
-  async #commit(id: number, state: UploadState, msg: ClientMessageOf<'end'>): Promise<void> {
+  async #commit(id: number, state: UploadState, sha256: string): Promise<void> {
     try {
       await state.decoder?.finish();
-      const entry = await state.upload.commit(msg.sha256);
+      const entry = await state.upload.commit(sha256);
       this.#active.delete(id);
       state.decoder?.destroy();
       const durationMs = Date.now() - state.started;
       const resumedFrom = state.upload.offset;
-      state.op.succeeded({ bytes: entry.size, durationMs, sha256: msg.sha256 });
-      this.#s.transport.send(id, { t: 'ok', result: { size: entry.size, sha256: msg.sha256, resumedFrom, entry } });
+      state.op.succeeded({ bytes: entry.size, durationMs, sha256 });
+      this.#s.transport.send(id, { t: 'ok', result: { size: entry.size, sha256, resumedFrom, entry } });
       this.#s.info(`UPLD ${escapeText(state.path, 200)}: received ${entry.size} B in ${durationMs} ms${resumedFrom ? ` (resumed at ${resumedFrom})` : ''}, sha256 verified`);
     } catch (err) {
       // commit() removes the partial itself on a mismatch; the id is finished either way (the client sent `end`).
@@ -229,11 +226,29 @@ export class Uploads {
   }
 }
 
+/** Refuses a file larger than the server accepts: `too_large` to a client that negotiated it, else the quota refusal it knows. */
+export function checkSize(s: SessionScope, path: string, size: number): void {
+  const { maxUploadBytes } = s.ctx.options;
+  if (size <= maxUploadBytes) return;
+  const code = s.features.includes('too_large') ? 'too_large' : 'quota_exceeded';
+  throw new FerryError(code, `${quotePath(path)} is ${size} bytes; this server accepts files of at most ${maxUploadBytes} bytes`);
+}
+
+/** Counts `needed` bytes as about to be written; `no_space` when that would leave less than the server keeps free. */
+export async function claimSpace(s: SessionScope, path: string, needed: number): Promise<void> {
+  if (needed <= 0) return;
+  const { minFreeBytes } = s.ctx.options;
+  const free = await s.ctx.freeSpace.claim(needed);
+  if (free !== null && free - needed < minFreeBytes) {
+    throw new FerryError('no_space', `Not enough disk space on the server for ${quotePath(path)}: it needs ${needed} more bytes, ${Math.max(0, free - minFreeBytes)} are available`);
+  }
+}
+
 /**
  * A storage refusal of an upload in the protocol's words (as it starts, or as it commits after deferred checks):
  * `exists` when the client asked to overwrite is `permission_denied` for an account that may not.
  */
-function refusalOf(err: unknown, user: Pick<LoggedIn, 'account'>, path: string, overwriteAsked: boolean): unknown {
+export function refusalOf(err: unknown, user: Pick<LoggedIn, 'account'>, path: string, overwriteAsked: boolean): unknown {
   if (err instanceof FerryError && err.code === 'exists') {
     if (overwriteAsked) {
       try {

@@ -35,6 +35,10 @@ export async function placeUpload(home: Home, segments: readonly string[], shown
   }
 }
 
+export function digestMismatch(shown: string): FerryError {
+  return new FerryError('digest_mismatch', `Upload of ${shown} arrived damaged: its SHA-256 differs from the declared one`);
+}
+
 /**
  * Writes and places a small upload in one hop to the commit worker (the same checks as `placeUpload`, in
  * pinned mode). `bytes`: the whole content, the caller's alone: it is detached (unusable) once this is called.
@@ -44,7 +48,7 @@ export async function placeUpload(home: Home, segments: readonly string[], shown
 export async function commitSmall(
   home: Home,
   commits: SmallCommits,
-  job: { segments: readonly string[]; shown: string; partial: string; options: UploadOptions; bytes: Buffer; deferred: boolean },
+  job: { segments: readonly string[]; shown: string; partial: string; options: UploadOptions; bytes: Buffer; deferred: boolean; sha256?: string },
 ): Promise<SmallOutcome> {
   const { segments, shown, partial, options, deferred } = job;
   const root = await home.real();
@@ -61,12 +65,14 @@ export async function commitSmall(
       home: root,
       name: segments.at(-1) ?? '',
       overwrite: options.overwrite === true,
+      ...(job.sha256 !== undefined ? { sha256: job.sha256 } : {}),
     };
     r = await commits.run(commit, transfer);
   } catch (err) {
     return { error: new FerryError('internal', `Cannot upload ${shown}: ${(err as Error).message}`), partialKept: false };
   }
   if (r.ok) return { mtimeMs: r.mtimeMs };
+  if (r.stage === 'verify') return { error: digestMismatch(shown), partialKept: false };
   const kept = r.stage === 'place';
   const missingDir = kept && (r.code === 'ENOENT' || r.code === 'ENOTDIR') && r.mtimeMs !== undefined;
   if (deferred && missingDir) {

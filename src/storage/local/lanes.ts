@@ -1,4 +1,4 @@
-import type { Job, Reply, SmallCommit, SmallCommitResult, SmallRead, SmallReadResult, WorkerMessage } from './jobs.ts';
+import type { BundleMessageBody, BundleReply, Job, Reply, SmallCommit, SmallCommitResult, SmallRead, SmallReadResult, WorkerMessage } from './jobs.ts';
 import { startWorker } from './worker-start.ts';
 
 export type { SmallCommit, SmallCommitResult, SmallRead, SmallReadResult } from './jobs.ts';
@@ -22,9 +22,24 @@ interface Queued {
   transfer: readonly ArrayBuffer[];
 }
 
+/** A bundle's line to the worker that stores it (see `SmallCommits.bundle`). */
+export interface BundleLane {
+  /** Sends a message about the bundle (`transfer`: memory handed over without a copy). */
+  send(message: BundleMessageBody, transfer?: readonly ArrayBuffer[]): void;
+  /** The bundle is over: its worker no longer needs to stay up for it. */
+  close(): void;
+}
+
+interface BundleListener {
+  reply(r: BundleReply): void;
+  gone(err: Error): void;
+}
+
 /** One worker thread and the jobs waiting for it. */
 class Lane {
   readonly pending = new Map<number, Pending>();
+  /** Bundles stored by this worker. */
+  readonly bundles = new Map<number, BundleListener>();
   readonly worker;
   /** When this lane last finished a batch, or became busy, or came up (performance.now()). */
   progress = 0;
@@ -41,21 +56,32 @@ class Lane {
         this.ready = true;
         return;
       }
+      if ('bundle' in message) {
+        this.bundles.get(message.bundle)?.reply(message);
+        return;
+      }
       for (const { id, ...result } of message.replies) {
         const waiting = this.pending.get(id);
         if (waiting === undefined) continue;
         this.pending.delete(id);
         waiting.resolve(result as SmallCommitResult | SmallReadResult);
       }
-      if (this.pending.size === 0) this.worker.unref();
+      this.unrefIfIdle();
     });
     const gone = (err: Error): void => {
       onGone(this);
       for (const waiting of this.pending.values()) waiting.reject(err);
       this.pending.clear();
+      for (const bundle of this.bundles.values()) bundle.gone(err);
+      this.bundles.clear();
     };
     this.worker.on('error', gone);
     this.worker.on('exit', (code) => gone(new Error(`The commit worker stopped (exit code ${code})`)));
+  }
+
+  /** Jobs under way keep the process alive; an idle worker does not. */
+  unrefIfIdle(): void {
+    if (this.pending.size === 0 && this.bundles.size === 0) this.worker.unref();
   }
 
   send(batch: readonly Queued[]): void {
@@ -128,6 +154,24 @@ export class SmallCommits {
       this.#lanes.push(lane);
     }
     return lane ?? this.#lanes.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+  }
+
+  /**
+   * A line to one worker for a bundle: its messages all go to that worker, in order (it keeps the bundle's
+   * state), and its replies come to `reply`; `gone` if the worker stops.
+   */
+  bundle(reply: (r: BundleReply) => void, gone: (err: Error) => void): BundleLane {
+    const lane = this.#lane();
+    const id = this.#next++;
+    lane.bundles.set(id, { reply, gone });
+    lane.worker.ref();
+    return {
+      send: (message, transfer = []) => lane.worker.postMessage({ ...message, bundle: id }, transfer),
+      close: () => {
+        lane.bundles.delete(id);
+        lane.unrefIfIdle();
+      },
+    };
   }
 
   /** Stops the workers (jobs under way are rejected). */

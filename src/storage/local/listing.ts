@@ -26,24 +26,67 @@ export function entryOf(name: string, info: Stats): Entry | null {
 export async function* listPages(home: Home, segments: readonly string[], shown: string, pageSize: number): AsyncIterable<Entry[]> {
   const dir = await home.openPath(segments, 'list', shown);
   try {
-    let entries;
-    try {
-      entries = await opendir(dir.at, { bufferSize: 128 });
-    } catch (err) {
-      throw fail(err, 'list', shown);
-    }
-    let names: string[] = [];
-    for await (const dirent of entries) {
-      names.push(dirent.name);
-      if (names.length < pageSize) continue;
-      const page = await pageOf(home, dir, names);
-      names = [];
-      if (page.length > 0) yield page;
-    }
-    const page = await pageOf(home, dir, names);
-    if (page.length > 0) yield page;
+    yield* pagesOf(home, dir, shown, pageSize);
   } finally {
     await dir.close();
+  }
+}
+
+/** The entries of the opened directory `dir`, in pages (see listPages). */
+async function* pagesOf(home: Home, dir: Dir, shown: string, pageSize: number): AsyncIterable<Entry[]> {
+  let entries;
+  try {
+    entries = await opendir(dir.at, { bufferSize: 128 });
+  } catch (err) {
+    throw fail(err, 'list', shown);
+  }
+  let names: string[] = [];
+  for await (const dirent of entries) {
+    names.push(dirent.name);
+    if (names.length < pageSize) continue;
+    const page = await pageOf(home, dir, names);
+    names = [];
+    if (page.length > 0) yield page;
+  }
+  const page = await pageOf(home, dir, names);
+  if (page.length > 0) yield page;
+}
+
+/**
+ * Everything under the directory `segments`, in pages, each entry named by its path relative to it (`a/b.h`), a
+ * folder before what it holds. Folders are walked depth first, one open at a time; a folder reached again (a
+ * symlink to a folder already listed, a loop) is listed as an entry but not walked twice.
+ */
+export async function* listTreePages(home: Home, segments: readonly string[], shown: string, pageSize: number): AsyncIterable<Entry[]> {
+  const seen = new Set<string>();
+  const pending: Array<{ segments: readonly string[]; rel: string }> = [{ segments, rel: '' }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    let dir: Dir;
+    try {
+      dir = await home.openPath(next.segments, 'list', shown);
+    } catch (err) {
+      // The folder asked for must be there; one below it may have gone while we walked.
+      if (next.rel === '') throw err;
+      continue;
+    }
+    const below: Array<{ segments: readonly string[]; rel: string }> = [];
+    try {
+      if (seen.has(dir.real)) continue;
+      seen.add(dir.real);
+      for await (const page of pagesOf(home, dir, shown, pageSize)) {
+        const out: Entry[] = [];
+        for (const entry of page) {
+          const rel = next.rel === '' ? entry.name : `${next.rel}/${entry.name}`;
+          out.push({ ...entry, name: rel });
+          if (entry.type === 'dir') below.push({ segments: [...next.segments, entry.name], rel });
+        }
+        yield out;
+      }
+    } finally {
+      await dir.close();
+    }
+    // Depth first, in name order: the last pushed is walked first.
+    for (let i = below.length - 1; i >= 0; i--) pending.push(below[i] as { segments: readonly string[]; rel: string });
   }
 }
 

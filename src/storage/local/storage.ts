@@ -3,15 +3,16 @@ import { join } from 'node:path';
 import type { Entry } from '../../core/types.ts';
 import { FerryError } from '../../core/errors.ts';
 import { parseVirtualPath } from '../../core/paths.ts';
-import type { ReadHandle, Storage, Upload, UploadOptions } from '../storage.ts';
+import type { BundleOptions, BundleReadOptions, BundleSink, ReadHandle, Storage, Upload, UploadOptions, WholeOptions } from '../storage.ts';
+import { localBundle, localBundleRead } from './bundle.ts';
 import { inside } from './confine.ts';
 import { errno, fail, leaves, show } from './errors.ts';
 import { Home } from './home.ts';
 import type { SmallCommits } from './lanes.ts';
-import { entryOf, listPages, usageOf } from './listing.ts';
+import { entryOf, listPages, listTreePages, usageOf } from './listing.ts';
 import type { NameLocks, Partials } from './partials.ts';
 import { openRead } from './read.ts';
-import { createUpload } from './upload.ts';
+import { createUpload, putWhole } from './upload.ts';
 
 /**
  * One user's storage on the local disk: every path is a virtual path, parsed by `parseVirtualPath` and confined
@@ -63,6 +64,12 @@ export class LocalStorage implements Storage {
     yield* listPages(this.#home, segments, show(segments), pageSize);
   }
 
+  async *listTree(path: string, pageSize = 1000): AsyncIterable<Entry[]> {
+    if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError(`Page size ${pageSize} is not a positive integer`);
+    const segments = parseVirtualPath(path);
+    yield* listTreePages(this.#home, segments, show(segments), pageSize);
+  }
+
   async openRead(path: string): Promise<ReadHandle> {
     const segments = parseVirtualPath(path);
     return openRead(this.#home, this.#commits, segments, show(segments));
@@ -71,6 +78,23 @@ export class LocalStorage implements Storage {
   async createUpload(path: string, options: UploadOptions): Promise<Upload> {
     const segments = parseVirtualPath(path);
     return createUpload({ home: this.#home, partials: this.#partials, commits: this.#commits }, segments, show(segments), options);
+  }
+
+  async putWhole(path: string, bytes: Buffer, options: WholeOptions): Promise<Entry> {
+    const segments = parseVirtualPath(path);
+    return putWhole({ home: this.#home, partials: this.#partials, commits: this.#commits }, segments, show(segments), bytes, options);
+  }
+
+  async openBundle(options: BundleOptions): Promise<BundleSink | null> {
+    await this.#home.real(); // settles whether directories are pinned
+    if (!this.#home.pinned || this.#commits === null) return null;
+    return localBundle(this.#home, this.#partials, this.#commits, options);
+  }
+
+  async openBundleRead(options: BundleReadOptions): Promise<BundleSink | null> {
+    await this.#home.real(); // settles whether directories are pinned
+    if (!this.#home.pinned || this.#commits === null) return null;
+    return localBundleRead(this.#home, this.#commits, options);
   }
 
   async remove(path: string): Promise<void> {

@@ -7,8 +7,8 @@ import type { Entry } from '../../core/types.ts';
 import { FerryError } from '../../core/errors.ts';
 import { utimeSeconds } from '../../fs/time.ts';
 import { writevFully } from '../../fs/write.ts';
-import type { Upload, UploadOptions } from '../storage.ts';
-import { commitSmall, placeUpload, type SmallOutcome } from './commit.ts';
+import type { Upload, UploadOptions, WholeOptions } from '../storage.ts';
+import { commitSmall, digestMismatch, placeUpload, type SmallOutcome } from './commit.ts';
 import { O_NOFOLLOW, PARTIAL_FLAGS } from './confine.ts';
 import { errno, fail, missingDirectory } from './errors.ts';
 import { lstatOrNull, type Home } from './home.ts';
@@ -119,6 +119,49 @@ export async function createUpload(ctx: UploadContext, segments: readonly string
     await handle?.close().catch(() => {});
     reservation.release();
     throw fail(err, 'upload', shown);
+  }
+}
+
+/**
+ * A whole file in one step (`Storage.putWhole`): in pinned mode one hop to the commit worker, which checks the
+ * digest, writes, checks the target and places it (the checks of a deferred upload); elsewhere the usual
+ * upload. The lock on the path and the partial's name are an upload's, so a `put` of the same path meanwhile is
+ * `busy` either way. A refused file leaves nothing behind.
+ */
+export async function putWhole(ctx: UploadContext, segments: readonly string[], shown: string, bytes: Buffer, whole: WholeOptions): Promise<Entry> {
+  const { sha256, ...rest } = whole;
+  const size = bytes.length; // `bytes` is handed to the worker below, and reads as empty afterwards
+  const options: UploadOptions = { ...rest, size, deferChecks: true };
+  const name = segments.at(-1);
+  if (name === undefined) throw new FerryError('is_a_directory', 'Cannot upload to your home: it is a directory');
+  if (options.mtime !== undefined && !(Number.isFinite(options.mtime) && options.mtime >= 0)) {
+    throw new RangeError(`Modification time ${options.mtime} is not a time`);
+  }
+  const commits = ctx.commits;
+  if (!ctx.home.pinned || commits === null) {
+    const upload = await createUpload(ctx, segments, shown, options);
+    try {
+      await upload.write([bytes]);
+      return await upload.commit(sha256);
+    } catch (err) {
+      await upload.abort(false).catch(() => {});
+      throw err;
+    }
+  }
+  const home = await ctx.home.real();
+  const reservation = ctx.partials.reserve(join(home, ...segments), segments, size, shown);
+  try {
+    await ctx.partials.ensure();
+    const done = await commitSmall(ctx.home, commits, { segments, shown, partial: reservation.partial, options, bytes, deferred: true, sha256 });
+    if ('error' in done) {
+      await unlinkQuietly(reservation.partial); // whatever the worker wrote: a refused file leaves nothing
+      throw done.error;
+    }
+    return { name, type: 'file', size, mtime: Math.floor(done.mtimeMs) };
+  } catch (err) {
+    throw fail(err, 'upload', shown);
+  } finally {
+    reservation.release();
   }
 }
 
@@ -280,7 +323,7 @@ class LocalUpload implements Upload {
       }
       if (this.#hash.digest('hex') !== sha256.toLowerCase()) {
         await this.#finish(false);
-        throw new FerryError('digest_mismatch', `Upload of ${shown} arrived damaged: its SHA-256 differs from the declared one`);
+        throw digestMismatch(shown);
       }
       let mtime = options.mtime;
       if (handle === null) {

@@ -13,7 +13,12 @@ import { Worker, type WorkerOptions } from 'node:worker_threads';
 export function startWorker(options: WorkerOptions): Worker {
   // (`deno check` applies tsconfig.json's `types: ["node"]` without the global that types import.meta.url.)
   const url = new URL('./worker.ts', (import.meta as ImportMeta & { url: string }).url);
-  if ('deno' in process.versions) return new Worker(url, options);
+  if ('deno' in process.versions) {
+    // Deno applies resourceLimits its own way: with them, a message of a megabyte or more to the worker (a
+    // bundle's piece) is dropped without a word (seen with Deno 2.9), and the bundle would wait for ever. Without them.
+    const { resourceLimits: _, ...rest } = options;
+    return new Worker(url, rest);
+  }
   const bootstrap = `import('tsx/esm/api').then((tsx) => tsx.register()).then(() => import(${JSON.stringify(url.href)}));`;
   return new Worker(bootstrap, { ...options, eval: true });
 }
