@@ -124,8 +124,11 @@ export interface BundleReadOptions {
   maxHeader: number;
   /** Bytes of records per piece, at most. */
   frame: number;
-  /** The `file` records, packed: each piece holds HEADER_SIZE free bytes, then records; false: wait for `drained`. */
-  send(pieces: Buffer[]): boolean;
+  /**
+   * The `file` records, packed: each piece holds HEADER_SIZE free bytes, then records; false: wait for `drained`.
+   * `written(piece)` is called once the transport no longer needs a piece (the storage may then fill it again).
+   */
+  send(pieces: Buffer[], written: (piece: Buffer) => void): boolean;
   drained(): Promise<void>;
   /** What became of each file wanted (by its place in the stream, from 0): sent (`size`, `sha256`), or refused. */
   onResult(result: BundleReadResult): void;

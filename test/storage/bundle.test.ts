@@ -197,6 +197,47 @@ t('a download bundle sends each file as a record, and refuses what get would ref
   assert.is((results.get(1) as { sha256: string }).sha256, sha('bee').toString('hex'));
 });
 
+t('a download bundle reads ahead a bounded amount while the client is behind, then the rest', async (ctx) => {
+  if (!(await canPinDirectories())) return skip('no /proc/self/fd: bundles are read one file at a time by the server');
+  // 64 files of 256 KiB = 16 MiB named in one piece of the stream; the client takes nothing until told.
+  const body = (i: number) => Buffer.alloc(256 * 1024, i);
+  for (let i = 0; i < 64; i++) await writeFile(join(ctx.home, `f${i}`), body(i));
+  let sentBytes = 0;
+  let release: () => void = () => {};
+  const caughtUp = new Promise<void>((resolve) => (release = resolve));
+  let behind = true;
+  const results = new Map<number, BundleReadResult>();
+  const got = new Map<number, Buffer>();
+  const decoder = new RecordDecoder('file', { maxHeader: 64 * 1024, maxBody: 1024 * 1024 }, (r) => got.set(r.header.index, r.body as Buffer));
+  const source = await ctx.storage.openBundleRead({
+    maxFileBytes: 1024 * 1024,
+    maxHeader: 64 * 1024,
+    frame: 512 * 1024,
+    send: (p) => {
+      for (const piece of p) {
+        sentBytes += piece.length - HEADER_SIZE;
+        decoder.push(piece.subarray(HEADER_SIZE));
+      }
+      return !behind;
+    },
+    drained: () => (behind ? caughtUp : Promise.resolve()),
+    onResult: (r) => results.set(r.index, r),
+    onBroken: (err) => assert.unreachable(err.message),
+  });
+  assert.ok(source);
+  await source.write([Buffer.concat(Array.from({ length: 64 }, (_, i) => encodeRecordHeader('want', { path: `f${i}` })))]);
+  const settled = source.settled();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(sentBytes > 0 && sentBytes <= 6 * 1024 * 1024, `read ahead while the client is behind: ${sentBytes} bytes (the budget is 4 MiB)`);
+  behind = false;
+  release();
+  await settled;
+  await source.end();
+  assert.is(results.size, 64);
+  assert.is(got.size, 64);
+  for (let i = 0; i < 64; i++) assert.ok(got.get(i)?.equals(body(i)), `file ${i} whole`);
+});
+
 t('putWhole stores a file in one step, verified, and refuses as an upload would', async (ctx) => {
   const bytes = () => Buffer.from('whole file');
   const entry = await ctx.storage.putWhole('w/x.txt', bytes(), { sha256: sha('whole file').toString('hex'), parents: true, mayCreateParents: true, mtime: 1_500_000_000_123 });

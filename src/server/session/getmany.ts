@@ -101,9 +101,9 @@ export class GetBundles {
           maxFileBytes: MAX_RECORD,
           maxHeader: s.ctx.options.limits.maxMessage,
           frame,
-          send: (pieces) => {
+          send: (pieces, written) => {
             let room = true;
-            for (const piece of pieces) room = this.#sendPiece(id, state, piece) && room;
+            for (const piece of pieces) room = this.#sendPiece(id, state, piece, written) && room;
             return room;
           },
           drained: () => s.transport.drained(),
@@ -222,11 +222,11 @@ export class GetBundles {
   }
 
   /** A piece of `file` records packed by the storage, sent as one frame (unless the bundle stopped). */
-  #sendPiece(id: number, state: GetState, piece: Buffer): boolean {
+  #sendPiece(id: number, state: GetState, piece: Buffer, written: (piece: Buffer) => void): boolean {
     const { transport } = this.#s;
     if (state.cancelled || transport.isClosed) return true;
     writeHeader(piece, FrameKind.DATA, id, piece.length - HEADER_SIZE);
-    return transport.sendFrame(id, piece, () => {});
+    return transport.sendFrame(id, piece, () => written(piece));
   }
 
   /** A file the storage sent or refused on its own (Storage.openBundleRead): audited and answered here. */

@@ -25,6 +25,23 @@ export interface IngressSink {
 /** Incoming bytes queued beyond this pause the socket until the queue is worked off. */
 export const QUEUE_HIGH = 4 * 1024 * 1024;
 export const QUEUE_LOW = 1 * 1024 * 1024;
+/**
+ * Bytes queued by every session of the process together beyond which a session holding more than QUEUE_LOW pauses
+ * too: many uploads at once (50 sessions x QUEUE_HIGH would be 200 MiB) then each hold about QUEUE_LOW.
+ */
+export const SHARED_QUEUE_HIGH = 32 * 1024 * 1024;
+
+/** What the sessions of a process have queued, together (see SHARED_QUEUE_HIGH). */
+export class SharedQueue {
+  bytes = 0;
+  constructor(readonly high: number) {}
+  get full(): boolean {
+    return this.bytes > this.high;
+  }
+}
+
+const processQueue = new SharedQueue(SHARED_QUEUE_HIGH);
+
 /** Consecutive data frames of one upload are written together, up to this many bytes. */
 export const WRITE_BATCH = 2 * 1024 * 1024;
 /**
@@ -58,8 +75,11 @@ export class Ingress {
   /** Downloads being opened, by request id. */
   readonly #opening = new Map<number, Promise<void>>();
 
-  constructor(sink: IngressSink) {
+  readonly #shared: SharedQueue;
+
+  constructor(sink: IngressSink, shared: SharedQueue = processQueue) {
     this.#sink = sink;
+    this.#shared = shared;
   }
 
   /** Nothing is processed until `gate` resolves; false: the connection was refused (nothing will be). */
@@ -71,7 +91,10 @@ export class Ingress {
     if (this.#sink.isClosed()) return;
     this.#queue.push(item);
     this.#queuedBytes += item.bytes;
-    if (!this.#pausedForQueue && this.#queuedBytes > QUEUE_HIGH) {
+    this.#shared.bytes += item.bytes;
+    // Paused until this session's queue is below QUEUE_LOW again (then it may go on, and pause again if the
+    // process still holds too much).
+    if (!this.#pausedForQueue && (this.#queuedBytes > QUEUE_HIGH || (this.#shared.full && this.#queuedBytes > QUEUE_LOW))) {
       this.#pausedForQueue = true;
       this.#sink.pause();
     }
@@ -80,7 +103,11 @@ export class Ingress {
 
   /** Drops what is queued (the connection is gone). */
   clear(): void {
+    let dropped = 0;
+    for (const item of this.#queue) dropped += item.bytes;
     this.#queue.length = 0;
+    this.#queuedBytes -= dropped;
+    this.#shared.bytes -= dropped;
   }
 
   /** Commits in flight: the session waits for them before it reports that it closed. */
@@ -150,6 +177,7 @@ export class Ingress {
           }
         } finally {
           this.#queuedBytes -= bytes;
+          this.#shared.bytes -= bytes;
           if (this.#pausedForQueue && this.#queuedBytes < QUEUE_LOW) {
             this.#pausedForQueue = false;
             this.#sink.resume();

@@ -40,7 +40,8 @@ class Channel implements BundleSink {
   #error: FerryError | null = null;
   #closed = false;
   #aborted = false;
-
+  /** The worker holds names it has not read yet (a reply said `more`), and no message asking for them is out. */
+  #more = false;
 
   constructor(commits: SmallCommits, open: Promise<BundleMessageBody>, hooks: ChannelHooks) {
     this.#hooks = hooks;
@@ -68,12 +69,19 @@ class Channel implements BundleSink {
     if (this.#inFlight > IN_FLIGHT) await this.until(seq - 1);
   }
 
-  settled(): Promise<void> {
-    return this.until(this.#seq);
+  /** Resolves once every message is answered and the worker holds nothing back (see `more`). */
+  async settled(): Promise<void> {
+    let seq = this.#seq;
+    for (;;) {
+      await this.until(seq);
+      if (!this.#more && this.#seq === seq) return;
+      seq = Math.max(this.#seq, seq + 1);
+    }
   }
 
   async end(): Promise<void> {
     await this.opened;
+    await this.settled();
     const seq = ++this.#seq;
     this.#lane.send({ seq, end: true });
     try {
@@ -110,9 +118,33 @@ class Channel implements BundleSink {
     this.#inFlight -= this.#sizes.get(r.seq) ?? 0;
     this.#sizes.delete(r.seq);
     if (r.error) return this.#fail(new FerryError(r.error.code === 'bad_message' ? 'bad_message' : 'internal', r.error.message));
+    // Only the newest answer tells what the worker still holds (an older one's `more` was asked for since).
+    if (r.seq === this.#seq) {
+      this.#more = r.more === true;
+      if (this.#more) void this.#pull();
+    }
     const ready = this.#waiters.filter((w) => w.seq <= r.seq);
     this.#waiters = this.#waiters.filter((w) => w.seq > r.seq);
     for (const w of ready) w.resolve();
+  }
+
+  /** Hands memory back to the worker (pieces the transport has written); dropped once the bundle is over. */
+  give(buffers: ArrayBuffer[]): void {
+    if (this.#closed || this.#error) return;
+    this.#lane.send({ give: buffers }, buffers);
+  }
+
+  /** Asks the worker for the names it held back, once the peer has caught up (an empty message). */
+  async #pull(): Promise<void> {
+    try {
+      await this.#hooks.beforeWrite?.();
+    } catch {
+      // The wait ends with the connection; so does the bundle.
+    }
+    if (this.#closed || this.#error || !this.#more) return;
+    const seq = ++this.#seq;
+    this.#more = false;
+    this.#lane.send({ seq, chunks: [] });
   }
 
   #fail(err: FerryError): void {
@@ -160,10 +192,21 @@ export function localBundleRead(home: Home, commits: SmallCommits, options: Bund
   }));
   /** The transport took the last pieces without asking to wait. */
   let room = true;
-  return new Channel(commits, open, {
+  /** Pieces written by the transport, handed back to the worker together at the end of the turn. */
+  let written: ArrayBuffer[] = [];
+  const giveBack = (): void => {
+    const buffers = written;
+    written = [];
+    channel.give(buffers);
+  };
+  const onWritten = (piece: Buffer): void => {
+    if (written.length === 0) setImmediate(giveBack);
+    written.push(piece.buffer as ArrayBuffer);
+  };
+  const channel = new Channel(commits, open, {
     reply: (r) => {
       const pieces = (r.pieces ?? []).map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
-      if (pieces.length > 0) room = options.send(pieces) && room;
+      if (pieces.length > 0) room = options.send(pieces, onWritten) && room;
       for (const outcome of r.read ?? []) reportRead(outcome, options);
     },
     broken: (err) => options.onBroken(err),
@@ -174,6 +217,7 @@ export function localBundleRead(home: Home, commits: SmallCommits, options: Bund
       room = true;
     },
   });
+  return channel;
 }
 
 function report(o: BundleOutcome, options: BundleOptions): void {

@@ -80,7 +80,9 @@ export type BundleMessageBody =
   | { read: BundleReadSpec }
   | { seq: number; chunks: Uint8Array[] }
   | { seq: number; end: true }
-  | { seq: number; abort: true };
+  | { seq: number; abort: true }
+  /** Pieces of a download bundle the transport has written, handed back to be filled again (no answer). */
+  | { give: ArrayBuffer[] };
 export type BundleMessage = { bundle: number } & BundleMessageBody;
 
 /** What became of one record of a bundle. */
@@ -99,4 +101,8 @@ export type ReadOutcome = { index: number; path: string } & (
  * The answer to the bundle message `seq`: its records' outcomes (a download bundle: `read`, and the `file`
  * records in `pieces`, each after HEADER_SIZE free bytes), or why the stream is broken (then nothing more is done).
  */
-export type BundleReply = { bundle: number; seq: number; outcomes: BundleOutcome[]; read?: ReadOutcome[]; pieces?: Uint8Array[]; error?: { code: string; message: string } };
+/**
+ * The worker's answer to one message of a bundle. `more`: a download bundle stopped packing at its budget with
+ * names still waiting; the event loop asks for them (an empty `chunks` message) once the client has caught up.
+ */
+export type BundleReply = { bundle: number; seq: number; outcomes: BundleOutcome[]; read?: ReadOutcome[]; pieces?: Uint8Array[]; more?: boolean; error?: { code: string; message: string } };

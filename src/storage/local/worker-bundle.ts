@@ -132,20 +132,31 @@ function unlinkQuietly(path: string): void {
   }
 }
 
+/** Bytes of `file` records a download bundle packs per answer, about (a file is never split across answers). */
+const PACK_BUDGET = 4 * 1024 * 1024;
+
+/** Pieces kept for reuse per download bundle, at most (the budget's worth and the frames in the socket's queue). */
+const MAX_FREE_PIECES = 16;
+
 /** The bytes of a download bundle, packed into pieces that each become one DATA frame (HEADER_SIZE free bytes first). */
 class Pieces {
   readonly #frame: number;
   #piece: Buffer | null = null;
   #at = HEADER_SIZE;
   done: Buffer[] = [];
+  /** Bytes packed since the last `take`. */
+  bytes = 0;
+  /** Pieces the event loop has sent and handed back, to be filled again (fewer fresh allocations and page faults). */
+  readonly free: ArrayBuffer[] = [];
 
   constructor(frame: number) {
     this.#frame = frame;
   }
 
   write(bytes: Uint8Array): void {
+    this.bytes += bytes.length;
     for (let from = 0; from < bytes.length; ) {
-      const piece = (this.#piece ??= Buffer.allocUnsafeSlow(HEADER_SIZE + this.#frame));
+      const piece = (this.#piece ??= this.#fresh());
       const n = Math.min(bytes.length - from, piece.length - this.#at);
       piece.set(bytes.subarray(from, from + n), this.#at);
       this.#at += n;
@@ -159,7 +170,13 @@ class Pieces {
     this.#seal();
     const done = this.done;
     this.done = [];
+    this.bytes = 0;
     return done;
+  }
+
+  #fresh(): Buffer {
+    const reused = this.free.pop();
+    return reused !== undefined && reused.byteLength === HEADER_SIZE + this.#frame ? Buffer.from(reused) : Buffer.allocUnsafeSlow(HEADER_SIZE + this.#frame);
   }
 
   #seal(): void {
@@ -201,18 +218,41 @@ export class WorkerBundleRead {
     this.#wanted = [];
     const dirs = new ReadDirs();
     const read: ReadOutcome[] = [];
+    let next = 0;
     try {
-      for (const { index, path } of wanted) read.push(this.#send(index, path, dirs));
+      // Packed up to the budget per answer: the rest waits here until the event loop asks (after the client has
+      // taken what went before), so that a bundle's memory is bounded by the budget, not by its names.
+      while (next < wanted.length && this.#pieces.bytes < PACK_BUDGET) {
+        const { index, path } = wanted[next++] as { index: number; path: string };
+        read.push(this.#send(index, path, dirs));
+      }
     } finally {
       dirs.close();
     }
+    this.#wanted = next < wanted.length ? [...wanted.slice(next), ...this.#wanted] : this.#wanted;
     const pieces = this.#pieces.take();
-    return { bundle: this.#id, seq, outcomes: [], read, pieces, ...(this.#broken !== null ? { error: this.#broken } : {}) };
+    const more = this.#broken === null && this.#wanted.length > 0;
+    return { bundle: this.#id, seq, outcomes: [], read, pieces, ...(more ? { more } : {}), ...(this.#broken !== null ? { error: this.#broken } : {}) };
+  }
+
+  /** Pieces sent and handed back (see Pieces.free); a few are kept. */
+  give(buffers: readonly ArrayBuffer[]): void {
+    for (const b of buffers) if (this.#pieces.free.length < MAX_FREE_PIECES) this.#pieces.free.push(b);
   }
 
   end(seq: number): BundleReply {
     if (this.#broken === null && !this.#decoder.atBoundary) this.#broken = { code: 'bad_message', message: 'The bundle ends inside a record' };
-    return { bundle: this.#id, seq, outcomes: [], read: [], pieces: [], ...(this.#broken !== null ? { error: this.#broken } : {}) };
+    // The event loop ends a bundle once nothing waits (Channel.end): names left here would be a bug there, and
+    // are still answered rather than dropped.
+    const read: ReadOutcome[] = [];
+    const dirs = new ReadDirs();
+    try {
+      if (this.#broken === null) for (const { index, path } of this.#wanted) read.push(this.#send(index, path, dirs));
+    } finally {
+      dirs.close();
+    }
+    this.#wanted = [];
+    return { bundle: this.#id, seq, outcomes: [], read, pieces: this.#pieces.take(), ...(this.#broken !== null ? { error: this.#broken } : {}) };
   }
 
   #send(index: number, path: string, dirs: ReadDirs): ReadOutcome {

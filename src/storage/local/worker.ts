@@ -70,6 +70,10 @@ function bundleMessage(m: BundleMessage): void {
     return;
   }
   const bundle = bundles.get(m.bundle);
+  if ('give' in m) {
+    if (bundle instanceof WorkerBundleRead) bundle.give(m.give);
+    return;
+  }
   if ('abort' in m || bundle === undefined) {
     bundles.delete(m.bundle);
     if ('seq' in m) parentPort?.postMessage({ bundle: m.bundle, seq: m.seq, outcomes: [], ...(bundle === undefined && !('abort' in m) ? { error: { code: 'internal', message: 'No such bundle' } } : {}) });
