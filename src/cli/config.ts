@@ -16,11 +16,15 @@ export interface ServeConfig {
   maxTransfersPerUser?: number;
   /** Bytes (the file takes a size such as `20 GiB`, read by the one rule of core/size.ts). */
   maxUploadSize?: number;
+  /** `s3://BUCKET[/PREFIX]`: files in an object store (with s3Endpoint, s3Region). */
+  storage?: string;
+  s3Endpoint?: string;
+  s3Region?: string;
   plugins: PluginSpec[];
 }
 
 const TOP_FIELDS = [
-  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'plugins',
+  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'storage', 's3Endpoint', 's3Region', 'plugins',
 ] as const;
 
 /** A plugin given by word: a path if it looks like a file, otherwise a bundled plugin's name. */
@@ -62,6 +66,9 @@ export async function readServeConfig(file: string): Promise<{ config: ServeConf
     switch (key) {
       case 'host':
       case 'data':
+      case 'storage':
+      case 's3Endpoint':
+      case 's3Region':
         if (typeof plain !== 'string' || plain === '') at(node, key, 'must be a non-empty string');
         else config[key] = plain;
         break;

@@ -19,7 +19,11 @@ export function buildCli() {
     .option('--max-connections-per-address <n>', 'Connections from one IP address (default: 32)')
     .option('--max-transfers-per-user <n>', 'Uploads + downloads in flight per user, across connections (default: 32)')
     .option('--max-upload-size <size>', 'Largest file accepted: 500M, 20 GiB (powers of 1024) or 1GB (powers of 1000) (default: 1T)')
+    .option('--storage <url>', 'Keep files in an S3-compatible object store: s3://BUCKET[/PREFIX] (default: the data directory)')
+    .option('--s3-endpoint <url>', "The object store's endpoint, for stores other than AWS (Ceph, Swift, MinIO, R2...)")
+    .option('--s3-region <region>', 'The object store\'s region (default: AWS_REGION, else us-east-1)')
     .example('ferry serve --data ./ferry-data --port 2121')
+    .example('AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... ferry serve --storage s3://files/prod --s3-endpoint https://s3.example.org')
     .example('ferry serve --plugin quota --plugin ./my-plugin.mjs --config ferry.config.yaml')
     .action(async (options) => (await import('./serve.ts')).runServe(options));
 

@@ -4,6 +4,8 @@ import { parseSize, SIZE_RULE } from '../core/size.ts';
 import { escapeText } from '../core/text.ts';
 import { loadPlugins, type PluginSpec } from '../plugin/load.ts';
 import { FerryServer } from '../server/server.ts';
+import type { ObjectStoreOptions } from '../server/options.ts';
+import { parseS3Url } from '../storage/s3/mod.ts';
 import { consoleLog, type ServerLog } from '../server/console.ts';
 import { VERSION } from '../version.ts';
 import { BUNDLED_PLUGINS } from './bundled-plugins.ts';
@@ -22,6 +24,10 @@ export interface ServeCliOptions {
   maxConnectionsPerAddress?: string | number;
   maxTransfersPerUser?: string | number;
   maxUploadSize?: string | number;
+  storage?: string;
+  /** cac keeps these two as written (it camel-cases only after a letter). */
+  's3-endpoint'?: string;
+  's3-region'?: string;
 }
 
 /** A positive whole number from a flag, or undefined when the flag is absent. */
@@ -63,6 +69,7 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
   const signup = options.signup ?? config.signup ?? 'open';
   if (signup !== 'open' && signup !== 'closed') throw new Error(`Invalid --signup '${signup}': use open or closed`);
   const dataDir = resolve(options.data ?? config.data ?? './ferry-data');
+  const objectStore = objectStoreOf(options, config);
   const log = consoleLog();
   const words = options.plugin === undefined ? [] : Array.isArray(options.plugin) ? options.plugin : [options.plugin];
   const specs: PluginSpec[] = [...config.plugins, ...words.map((w) => pluginSpecFromWord(String(w)))];
@@ -77,6 +84,7 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
       dataDir,
       signup,
       insecure: options.insecure === true || config.insecure === true,
+      objectStore,
       ...defined({
         maxConnections: parseCount('max-connections', options.maxConnections) ?? config.maxConnections,
         maxConnectionsPerAddress: parseCount('max-connections-per-address', options.maxConnectionsPerAddress) ?? config.maxConnectionsPerAddress,
@@ -105,6 +113,7 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
   } else {
     lines.push('WARNING: --insecure: no TLS; passwords and files cross the network in clear');
   }
+  if (info.objectStore) lines.push(`files in ${info.objectStore}`);
   if (plugins) lines.push(`plugins: ${plugins.names.join(', ')}`);
   lines.push(`sign-up ${signup}; admins are made with: ferry user add NAME --admin --data ${info.dataDir}`);
   lines.push(`To get started, connect a client: ferry connect <host>:${info.port}${info.fingerprint ? ` --fingerprint ${info.fingerprint}` : ' --insecure'}`);
@@ -123,6 +132,25 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
     process.on('SIGTERM', onTerm);
   });
   log.info('stopped');
+}
+
+/**
+ * The object store from `--storage` (and `--s3-endpoint`, `--s3-region`) or the config file, or null for the data
+ * directory. Credentials are never taken from the command line: the SDK reads them from the environment or ~/.aws.
+ */
+function objectStoreOf(options: ServeCliOptions, config: ServeConfig): ObjectStoreOptions | null {
+  const url = options.storage ?? config.storage;
+  const endpoint = options['s3-endpoint'] ?? config.s3Endpoint;
+  const region = options['s3-region'] ?? config.s3Region;
+  if (url === undefined || url === '') {
+    if (endpoint !== undefined || region !== undefined) throw new Error('--s3-endpoint and --s3-region need --storage s3://BUCKET');
+    return null;
+  }
+  if (!url.startsWith('s3://')) throw new Error(`Invalid --storage '${escapeText(url, 200)}': use s3://BUCKET[/PREFIX] (without --storage, files stay in the data directory)`);
+  parseS3Url(url); // one clear line now for a malformed one
+  if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) throw new Error(`Invalid --s3-endpoint '${escapeText(endpoint, 200)}': use http(s)://host[:port]`);
+  if (region !== undefined && !/^[a-z0-9-]{1,40}$/.test(region)) throw new Error(`Invalid --s3-region '${escapeText(region, 60)}'`);
+  return { url, ...(endpoint !== undefined ? { endpoint } : {}), ...(region !== undefined ? { region } : {}) };
 }
 
 /** The fields of `o` that are not undefined. */

@@ -71,7 +71,7 @@ export class FerryClient implements TransferLink {
       DEFAULT_LIMITS,
     );
     this.mux = new Mux(this.wire, (msg) => this.onConnectionMessage(msg));
-    const offered = ['resume', 'too_large', 'bundle', ...(encodings?.names.map((n) => `encoding:${n}`) ?? [])];
+    const offered = ['resume', 'too_large', 'unavailable', 'bundle', ...(encodings?.names.map((n) => `encoding:${n}`) ?? [])];
     this.wire.send(0, { t: 'hello', v: PROTOCOL_VERSION, agent: `ferry/${VERSION}`, features: offered });
   }
 

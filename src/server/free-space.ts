@@ -13,8 +13,11 @@ export class FreeSpace {
   #measured: Promise<number | null> | null = null;
   #at = 0;
   #claimed = 0;
+  readonly #unchecked: boolean;
 
-  constructor(dir: string, options: { maxAgeMs?: number; exactBelow?: number } = {}) {
+  /** `unchecked`: no file system to measure (files in an object store): `claim` always answers null. */
+  constructor(dir: string, options: { maxAgeMs?: number; exactBelow?: number; unchecked?: boolean } = {}) {
+    this.#unchecked = options.unchecked === true;
     this.#dir = dir;
     this.#maxAgeMs = options.maxAgeMs ?? 250;
     this.#exactBelow = options.exactBelow ?? 64 * 1024;
@@ -25,6 +28,7 @@ export class FreeSpace {
    * statfs is not available (no check then).
    */
   async claim(bytes: number): Promise<number | null> {
+    if (this.#unchecked) return null;
     const now = Date.now();
     if (this.#measured === null || bytes >= this.#exactBelow || now - this.#at >= this.#maxAgeMs) {
       this.#at = now;

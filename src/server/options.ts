@@ -1,5 +1,14 @@
 import { DEFAULT_LIMITS, type Limits } from '../protocol/mod.ts';
 
+/** Files in an S3-compatible object store instead of `<dataDir>/homes` (storage/s3). */
+export interface ObjectStoreOptions {
+  /** `s3://BUCKET[/PREFIX]`. */
+  url: string;
+  /** A custom endpoint (Ceph, Swift, MinIO, R2...); absent: AWS. */
+  endpoint?: string;
+  region?: string;
+}
+
 export interface ServerOptions {
   /**
    * Address to listen on. The default (`null`) listens on every address: IPv6 and IPv4 together on one
@@ -34,6 +43,8 @@ export interface ServerOptions {
   signupsPerAddressPerHour: number;
   /** Partial uploads older than this are swept at start-up. */
   partialMaxAgeMs: number;
+  /** Files in an object store; null (the default): on the local disk under `<dataDir>/homes`. */
+  objectStore: ObjectStoreOptions | null;
 }
 
 export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
@@ -53,4 +64,5 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   minFreeBytes: 64 * 1024 * 1024,
   partialMaxAgeMs: 7 * 24 * 3600_000,
   signupsPerAddressPerHour: 20,
+  objectStore: null,
 };

@@ -10,6 +10,8 @@ import { FerryError } from '../core/errors.ts';
 import { escapeText } from '../core/text.ts';
 import { PluginHost } from '../plugin/host.ts';
 import { LocalDiskDriver } from '../storage/local/mod.ts';
+import { parseS3Url, S3Driver } from '../storage/s3/mod.ts';
+import type { StorageDriver } from '../storage/storage.ts';
 import { loadOrCreateIdentity } from '../tls/identity.ts';
 import { VERSION } from '../version.ts';
 import { consoleLog, type ServerLog } from './console.ts';
@@ -28,6 +30,8 @@ export interface ServerInfo {
   dataDir: string;
   /** `SHA256:...`, or null when running without TLS. */
   fingerprint: string | null;
+  /** Where the files are: null for `<dataDir>/homes`, else the object store (`s3://bucket/prefix at endpoint`). */
+  objectStore: string | null;
   identityCreated: boolean;
 }
 
@@ -40,6 +44,7 @@ export class FerryServer {
   private audit: AuditLog | null = null;
   private stopping = false;
   private sweeper: NodeJS.Timeout | null = null;
+  private objectStore: S3Driver | null = null;
 
   private readonly plugins: PluginHost;
 
@@ -53,7 +58,21 @@ export class FerryServer {
     const dataDir = resolve(this.options.dataDir);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const identity = this.options.insecure ? null : await loadOrCreateIdentity(join(dataDir, 'identity'));
-    const storage = new LocalDiskDriver(dataDir);
+    let storage: StorageDriver;
+    if (this.options.objectStore !== null) {
+      const { url, endpoint, region } = this.options.objectStore;
+      const driver = new S3Driver(parseS3Url(url), { ...(endpoint !== undefined ? { endpoint } : {}), ...(region !== undefined ? { region } : {}) });
+      try {
+        await driver.check();
+      } catch (err) {
+        driver.close();
+        throw err;
+      }
+      this.objectStore = driver;
+      storage = driver;
+    } else {
+      storage = new LocalDiskDriver(dataDir);
+    }
     const swept = await storage.sweepPartials(this.options.partialMaxAgeMs);
     if (swept > 0) this.log.info(`Removed ${swept} stale partial upload(s)`);
     this.sweeper = setInterval(() => {
@@ -69,11 +88,12 @@ export class FerryServer {
       signups: new RateLimit({ limit: this.options.signupsPerAddressPerHour, windowMs: 3600_000 }),
       audit: this.audit,
       storage,
-      freeSpace: new FreeSpace(dataDir),
+      // An object store has no free space to check (its own limits refuse what does not fit).
+      freeSpace: new FreeSpace(dataDir, { unchecked: this.objectStore !== null }),
       log: this.log,
       plugins: this.plugins,
       agent: `ferry/${VERSION}`,
-      features: ['resume', 'too_large', 'bundle', ...this.plugins.features],
+      features: ['resume', 'too_large', 'unavailable', 'bundle', ...this.plugins.features],
     };
 
     const onSocket = (socket: net.Socket) => this.accept(socket, ctx);
@@ -104,6 +124,7 @@ export class FerryServer {
       port: address.port,
       dataDir,
       fingerprint: identity?.fingerprint ?? null,
+      objectStore: this.objectStore?.description ?? null,
       identityCreated: identity?.created ?? false,
     };
   }
@@ -151,6 +172,7 @@ export class FerryServer {
     await closing;
     await this.plugins.notifyAndWait('server:stop');
     await this.audit?.close();
+    this.objectStore?.close();
   }
 }
 

@@ -63,6 +63,11 @@ export interface Storage {
   mkdir(path: string, options?: { parents?: boolean }): Promise<void>;
   /** Renames a file or directory within the home; `exists` if the target exists and overwrite is false. */
   rename(from: string, to: string, options?: { overwrite?: boolean }): Promise<void>;
+  /**
+   * The SHA-256 (hex) recorded for a file when it was stored, without reading it; null when the storage has none
+   * for it (the caller then reads and hashes the file). Optional: a driver that records none leaves it out.
+   */
+  recordedSha256?(path: string): Promise<string | null>;
   /** Total bytes and file count stored in the home (used by LIST totals and, later, quotas). */
   usage(): Promise<{ bytes: number; files: number }>;
 }

@@ -33,7 +33,8 @@ bundle.after(() => cleanup(dir));
 bundle('esbuild bundles src/main.ts into one CommonJS file that requires only node: built-ins', () => {
   assert.is(built?.status, 0, `${built?.stdout}${built?.stderr}`);
   const text = readFileSync(file, 'utf8');
-  const required = new Set([...text.matchAll(/\brequire\("([^"]+)"\)/g)].map((m) => m[1] as string));
+  // (Not a `[require("...")]` written inside a message: the AWS SDK's error text for an optional package names one so.)
+  const required = new Set([...text.matchAll(/(?<!\[)\brequire\("([^"]+)"\)/g)].map((m) => m[1] as string));
   assert.ok(required.size > 5, 'the bundle requires built-ins by name');
   for (const id of required) assert.ok(isBuiltin(id), `the bundle requires '${id}', which a single executable cannot load`);
 });

@@ -129,6 +129,8 @@ export async function rename(s: SessionScope, _id: number, msg: ClientMessageOf<
 
 /** SHA-256 (hex) of a stored file, read in chunks. */
 async function hashFile(storage: Storage, path: string): Promise<string> {
+  const recorded = await storage.recordedSha256?.(path);
+  if (recorded) return recorded;
   const handle = await storage.openRead(path);
   try {
     const hash = createHash('sha256');

@@ -151,7 +151,10 @@ export class Session implements Conn {
   }
 
   problem(err: unknown, request: string): FerryError {
-    if (err instanceof FerryError) return err;
+    if (err instanceof FerryError) {
+      // A client that did not negotiate `unavailable` gets the retryable code it knows.
+      return err.code === 'unavailable' && !this.#features.includes('unavailable') ? new FerryError('internal', err.message) : err;
+    }
     this.ctx.log.warn(`[#${this.number}] internal error in '${request}': ${escapeText(err instanceof Error ? (err.stack ?? err.message) : String(err), 4000)}`);
     return new FerryError('internal', 'The server hit an unexpected error; it has been logged');
   }

@@ -1,6 +1,5 @@
 import { join, resolve } from 'node:path';
-import { FerryError } from '../../core/errors.ts';
-import { parseVirtualPath, quotePath } from '../../core/paths.ts';
+import { checkHomeName } from '../home-name.ts';
 import type { Storage, StorageDriver } from '../storage.ts';
 import { sharedCommits, type SmallCommits } from './lanes.ts';
 import { NameLocks, Partials, sweepPartials } from './partials.ts';
@@ -53,15 +52,7 @@ export class LocalDiskDriver implements StorageDriver {
 
   /** The storage of one user. Throws `invalid_username` for a name that is not a single path segment. */
   forUser(user: string): Storage {
-    let segments: string[];
-    try {
-      segments = parseVirtualPath(user);
-    } catch {
-      segments = [];
-    }
-    if (segments.length !== 1 || segments[0] !== user) {
-      throw new FerryError('invalid_username', `User name ${quotePath(String(user))} cannot name a home directory`);
-    }
+    checkHomeName(user);
     const partials = new Partials(join(this.dataDir, '.partial', user), this.#locks, this.#active);
     return new LocalStorage(join(this.dataDir, 'homes', user), partials, this.#locks, this.#commits, this.#pin);
   }

@@ -1,0 +1,94 @@
+import { AbortMultipartUploadCommand, HeadBucketCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { NameLocks } from '../local/partials.ts';
+import { checkHomeName } from '../home-name.ts';
+import type { Storage, StorageDriver } from '../storage.ts';
+import { isNotFound, isUnavailable, makeS3Client, statusOf, type S3ClientOptions } from './client.ts';
+import { S3Home } from './home.ts';
+import type { S3Location } from './location.ts';
+import { S3Storage } from './storage.ts';
+
+/**
+ * Stores each user's files in an S3-compatible object store: `<prefix>/homes/<user>/<path>` in one bucket (see
+ * S3Home). Uploads in progress are multipart uploads on their final key, invisible until completed; the
+ * sweeper aborts those older than the partial age (7 days by default). Credentials come from the environment or
+ * the usual AWS files (the SDK's default chain), never from the command line.
+ */
+export class S3Driver implements StorageDriver {
+  readonly #client: S3Client;
+  readonly #location: S3Location;
+  readonly #locks = new NameLocks();
+  readonly #endpoint: string;
+
+  constructor(location: S3Location, options: S3ClientOptions = {}) {
+    this.#location = location;
+    this.#client = makeS3Client(options);
+    this.#endpoint = options.endpoint ?? 'AWS S3';
+  }
+
+  /** `s3://bucket/prefix`, for the start-up lines. */
+  get description(): string {
+    return `s3://${this.#location.bucket}${this.#location.prefix ? `/${this.#location.prefix}` : ''} at ${this.#endpoint}`;
+  }
+
+  /** The prefix every key of this server starts with ('' or `prefix/`). */
+  get #base(): string {
+    return this.#location.prefix === '' ? '' : `${this.#location.prefix}/`;
+  }
+
+  /**
+   * Checks at start that the bucket is there and reachable with these credentials. Throws an Error with one line
+   * naming the problem (a missing bucket, refused credentials, an unreachable endpoint).
+   */
+  async check(): Promise<void> {
+    const { bucket } = this.#location;
+    try {
+      await this.#client.send(new HeadBucketCommand({ Bucket: bucket }));
+    } catch (err) {
+      const name = (err as { name?: string } | null)?.name ?? '';
+      const status = statusOf(err);
+      if (name === 'CredentialsProviderError' || /credential/i.test((err as Error)?.message ?? '') && status === undefined) {
+        throw new Error(`No S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with ~/.aws/credentials)`);
+      }
+      if (isNotFound(err)) throw new Error(`Bucket '${bucket}' does not exist at ${this.#endpoint}`);
+      if (status === 403 || status === 401) throw new Error(`The object store at ${this.#endpoint} refused these credentials for bucket '${bucket}' (HTTP ${status})`);
+      if (status === 301 || status === 400) throw new Error(`The object store at ${this.#endpoint} refused bucket '${bucket}' (HTTP ${status}: check --s3-region)`);
+      if (isUnavailable(err) || status === undefined) {
+        const code = (err as { code?: string } | null)?.code ?? name;
+        throw new Error(`Cannot reach the object store at ${this.#endpoint}${code ? ` (${code})` : ''}`);
+      }
+      throw new Error(`The object store at ${this.#endpoint} answered HTTP ${status} for bucket '${bucket}'`);
+    }
+  }
+
+  forUser(user: string): Storage {
+    checkHomeName(user);
+    return new S3Storage(new S3Home(this.#client, this.#location.bucket, `${this.#base}homes/${user}/`), this.#locks);
+  }
+
+  /** Aborts multipart uploads under this server's homes started more than `maxAgeMs` ago; returns how many. */
+  async sweepPartials(maxAgeMs: number): Promise<number> {
+    const { bucket } = this.#location;
+    const before = Date.now() - maxAgeMs;
+    let swept = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const out = await this.#client.send(
+        new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: `${this.#base}homes/`, ...(keyMarker ? { KeyMarker: keyMarker } : {}), ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}) }),
+      );
+      for (const u of out.Uploads ?? []) {
+        if (u.Initiated === undefined || u.Initiated.getTime() >= before || !u.Key || !u.UploadId) continue;
+        await this.#client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId })).catch(() => {});
+        swept++;
+      }
+      if (!out.IsTruncated) return swept;
+      keyMarker = out.NextKeyMarker;
+      uploadIdMarker = out.NextUploadIdMarker;
+    }
+  }
+
+  /** Closes the SDK's connections. */
+  close(): void {
+    this.#client.destroy();
+  }
+}

@@ -1,0 +1,339 @@
+import { createHash } from 'node:crypto';
+import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import { FerryError } from '../../core/errors.ts';
+import { parseVirtualPath } from '../../core/paths.ts';
+import type { Entry } from '../../core/types.ts';
+import type { NameLocks } from '../local/partials.ts';
+import { show } from '../local/errors.ts';
+import type { BundleSink, ReadHandle, Storage, Upload, UploadOptions, WholeOptions } from '../storage.ts';
+import { s3Fail } from './client.ts';
+import { fileEntry, fileOf, type S3Home } from './home.ts';
+import { S3ReadHandle } from './read.ts';
+import { S3Upload, storeWhole } from './upload.ts';
+
+/**
+ * One user's files in an object store (see S3Home for the key layout). The same operations, semantics and error
+ * codes as the local driver, with these differences of an object store: a listing's times are the store's
+ * (LastModified) where `stat` gives the time the client sent; renaming a folder that holds files is refused
+ * (it would be one copy and one delete per object, never atomic); uploads do not resume yet.
+ */
+export class S3Storage implements Storage {
+  readonly #home: S3Home;
+  readonly #locks: NameLocks;
+
+  constructor(home: S3Home, locks: NameLocks) {
+    this.#home = home;
+    this.#locks = locks;
+  }
+
+  async stat(path: string): Promise<Entry | null> {
+    const segments = parseVirtualPath(path);
+    const shown = show(segments);
+    const name = segments.at(-1) ?? '';
+    if (segments.length === 0) return { name: '', type: 'dir', size: 0, mtime: 0 };
+    const file = await this.#home.file(segments, 'stat', shown);
+    if (file !== null) return fileEntry(name, file);
+    const first = await this.#home.firstUnder(segments, 1, 'stat', shown);
+    if (first.length === 0) return null;
+    return { name, type: 'dir', size: 0, mtime: first[0]?.LastModified?.getTime() ?? 0 };
+  }
+
+  /** The SHA-256 recorded with a file at upload, or null (not a file, or stored without it). */
+  async recordedSha256(path: string): Promise<string | null> {
+    const segments = parseVirtualPath(path);
+    return (await this.#home.file(segments, 'stat', show(segments)))?.sha256 ?? null;
+  }
+
+  async *list(path: string, pageSize = 1000): AsyncIterable<Entry[]> {
+    if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError(`Page size ${pageSize} is not a positive integer`);
+    const segments = parseVirtualPath(path);
+    const shown = show(segments);
+    await this.#mustBeFolder(segments, 'list', shown);
+    const prefix = this.#home.folder(segments);
+    let token: string | undefined;
+    do {
+      const out = await this.#page(prefix, '/', Math.min(pageSize, 1000), token, shown);
+      const page: Entry[] = [];
+      for (const p of out.CommonPrefixes ?? []) {
+        const name = nameOf(p.Prefix?.slice(prefix.length, -1));
+        if (name !== null) page.push({ name, type: 'dir', size: 0, mtime: 0 });
+      }
+      for (const o of out.Contents ?? []) {
+        if (o.Key === prefix) continue; // the folder's own marker
+        const name = nameOf(o.Key?.slice(prefix.length));
+        if (name !== null) page.push({ name, type: 'file', size: o.Size ?? 0, mtime: o.LastModified?.getTime() ?? 0 });
+      }
+      page.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      if (page.length > 0) yield page;
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  async *listTree(path: string, pageSize = 1000): AsyncIterable<Entry[]> {
+    if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError(`Page size ${pageSize} is not a positive integer`);
+    const segments = parseVirtualPath(path);
+    const shown = show(segments);
+    await this.#mustBeFolder(segments, 'list', shown);
+    const prefix = this.#home.folder(segments);
+    /** Folders already named (each comes before anything under it: keys are listed in order). */
+    const seen = new Set<string>();
+    let token: string | undefined;
+    do {
+      const out = await this.#page(prefix, undefined, Math.min(pageSize, 1000), token, shown);
+      const page: Entry[] = [];
+      for (const o of out.Contents ?? []) {
+        const rel = o.Key?.slice(prefix.length) ?? '';
+        const parts = rel.split('/');
+        const file = parts.pop() as string;
+        if (!parts.every((p) => nameOf(p) !== null)) continue;
+        for (let i = 1; i <= parts.length; i++) {
+          const dir = parts.slice(0, i).join('/');
+          if (!seen.has(dir)) {
+            seen.add(dir);
+            page.push({ name: dir, type: 'dir', size: 0, mtime: 0 });
+          }
+        }
+        if (file !== '' && nameOf(file) !== null) page.push({ name: rel, type: 'file', size: o.Size ?? 0, mtime: o.LastModified?.getTime() ?? 0 });
+      }
+      if (page.length > 0) yield page;
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  async openRead(path: string): Promise<ReadHandle> {
+    const segments = parseVirtualPath(path);
+    const shown = show(segments);
+    const file = await this.#home.file(segments, 'read', shown);
+    if (file === null) {
+      if (await this.#home.isFolder(segments, 'read', shown)) throw new FerryError('is_a_directory', `Cannot read ${shown}: it is a directory`);
+      throw new FerryError('not_found', `Cannot read ${shown}: no such file or directory`);
+    }
+    return new S3ReadHandle(this.#home, this.#home.key(segments), file, shown);
+  }
+
+  async createUpload(path: string, options: UploadOptions): Promise<Upload> {
+    const segments = parseVirtualPath(path);
+    const shown = show(segments);
+    const overwrite = options.overwrite === true;
+    const parents = options.parents === true;
+    const release = this.#lock(segments, shown);
+    try {
+      const replaces = await this.#target(segments, overwrite, 'upload', shown);
+      const missing = await this.#missingParents(segments, parents, options.mayCreateParents !== false, shown);
+      const t = { home: this.#home, segments, shown, overwrite, parents: missing > 0, ...(options.mtime !== undefined ? { mtime: options.mtime } : {}) };
+      return new S3Upload(t, options.size, replaces, missing > 0, release);
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  async putWhole(path: string, bytes: Buffer, options: WholeOptions): Promise<Entry> {
+    const segments = parseVirtualPath(path);
+    const shown = show(segments);
+    const digest = createHash('sha256').update(bytes).digest('hex');
+    if (digest !== options.sha256.toLowerCase()) throw new FerryError('digest_mismatch', `Upload of ${shown}: the SHA-256 of the bytes received differs from the declared one`);
+    const overwrite = options.overwrite === true;
+    const release = this.#lock(segments, shown);
+    try {
+      await this.#target(segments, overwrite, 'upload', shown);
+      const missing = await this.#missingParents(segments, options.parents === true, options.mayCreateParents !== false, shown);
+      return await storeWhole({ home: this.#home, segments, shown, overwrite, parents: missing > 0, ...(options.mtime !== undefined ? { mtime: options.mtime } : {}) }, bytes, digest);
+    } finally {
+      release();
+    }
+  }
+
+  async openBundle(): Promise<BundleSink | null> {
+    return null;
+  }
+
+  async openBundleRead(): Promise<BundleSink | null> {
+    return null;
+  }
+
+  async remove(path: string): Promise<void> {
+    const segments = parseVirtualPath(path);
+    const shown = show(segments);
+    const verb = 'remove';
+    if (segments.length === 0) throw new FerryError('invalid_path', 'Cannot remove your home');
+    if ((await this.#home.file(segments, verb, shown)) !== null) return this.#delete(this.#home.key(segments), verb, shown);
+    const under = await this.#home.firstUnder(segments, 2, verb, shown);
+    if (under.length === 0) throw new FerryError('not_found', `Cannot remove ${shown}: no such file or directory`);
+    const marker = this.#home.folder(segments);
+    if (under.some((o) => o.Key !== marker)) throw new FerryError('not_empty', `Cannot remove ${shown}: the directory is not empty`);
+    await this.#delete(marker, verb, shown);
+  }
+
+  async mkdir(path: string, options: { parents?: boolean } = {}): Promise<void> {
+    const segments = parseVirtualPath(path);
+    const shown = show(segments);
+    const verb = 'create directory';
+    const parents = options.parents === true;
+    if (segments.length === 0) {
+      if (parents) return;
+      throw new FerryError('exists', 'Cannot create your home: it exists');
+    }
+    if ((await this.#home.file(segments, verb, shown)) !== null) {
+      throw new FerryError(parents ? 'not_a_directory' : 'exists', `Cannot create directory ${shown}: ${parents ? 'a file is in the way' : 'it exists'}`);
+    }
+    if (await this.#home.isFolder(segments, verb, shown)) {
+      if (parents) return;
+      throw new FerryError('exists', `Cannot create directory ${shown}: it exists`);
+    }
+    await this.#home.parents(segments, parents, verb, shown);
+    await this.#home.putMarker(segments, verb, shown);
+  }
+
+  /**
+   * A file: copied (conditional on the ETag seen), the copy checked, then the original deleted — there is never
+   * a moment with neither. A folder: only an empty one (its marker) moves; one that holds files is refused.
+   */
+  async rename(from: string, to: string, options: { overwrite?: boolean } = {}): Promise<void> {
+    const source = parseVirtualPath(from);
+    const dest = parseVirtualPath(to);
+    const shownFrom = show(source);
+    const shownTo = show(dest);
+    const verb = 'rename';
+    if (source.length === 0) throw new FerryError('invalid_path', 'Cannot rename your home');
+    if (dest.length === 0) throw new FerryError('invalid_path', `Cannot rename ${shownFrom} to your home`);
+    if (source.join('/') === dest.join('/')) return;
+    const overwrite = options.overwrite === true;
+    const file = await this.#home.file(source, verb, shownFrom);
+    if (file === null) {
+      const under = await this.#home.firstUnder(source, 2, verb, shownFrom);
+      if (under.length === 0) throw new FerryError('not_found', `Cannot rename ${shownFrom}: no such file or directory`);
+      if (dest.length > source.length && dest.slice(0, source.length).join('/') === source.join('/')) {
+        throw new FerryError('invalid_path', `Cannot move ${shownFrom} into itself`);
+      }
+      const marker = this.#home.folder(source);
+      if (under.some((o) => o.Key !== marker)) {
+        throw new FerryError('not_empty', `Cannot rename ${shownFrom}: on object storage a folder that holds files cannot be renamed (move its files, then remove it)`);
+      }
+      await this.#target(dest, false, verb, shownTo);
+      await this.#home.parents(dest, false, verb, shownTo);
+      await this.#home.putMarker(dest, verb, shownTo);
+      await this.#delete(marker, verb, shownFrom);
+      return;
+    }
+    // Both names are held (no upload of either in this server meanwhile), so the original deleted is the one copied.
+    const release = this.#lock(dest, shownTo);
+    let releaseSource: () => void = () => {};
+    try {
+      releaseSource = this.#lock(source, shownFrom);
+      await this.#target(dest, overwrite, verb, shownTo);
+      await this.#home.parents(dest, false, verb, shownTo);
+      const key = this.#home.key(dest);
+      const { client, bucket } = this.#home;
+      try {
+        await client.send(
+          new CopyObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            CopySource: `${bucket}/${encodeURIComponent(this.#home.key(source)).replaceAll('%2F', '/')}`,
+            MetadataDirective: 'COPY',
+          }),
+        );
+        // The copy is checked against what was seen of the original (size, time and digest it carries): a copy of
+        // anything else is not followed by the delete. (A conditional copy on the ETag is not used: Swift compares
+        // it with its own manifest's ETag for multipart objects, and refuses every such copy.)
+        const copy = fileOf(await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key })));
+        if (copy.size !== file.size || copy.mtime !== file.mtime || copy.sha256 !== file.sha256) {
+          throw new FerryError('internal', `Cannot rename ${shownFrom}: the copy in the object store differs from the original (the original is kept)`);
+        }
+      } catch (err) {
+        throw s3Fail(err, verb, shownFrom);
+      }
+      await this.#delete(this.#home.key(source), verb, shownFrom);
+    } finally {
+      releaseSource();
+      release();
+    }
+  }
+
+  async usage(): Promise<{ bytes: number; files: number }> {
+    let bytes = 0;
+    let files = 0;
+    let token: string | undefined;
+    do {
+      const out = await this.#page(this.#home.root, undefined, 1000, token, 'your home');
+      for (const o of out.Contents ?? []) {
+        if (o.Key?.endsWith('/')) continue;
+        bytes += o.Size ?? 0;
+        files++;
+      }
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token !== undefined);
+    return { bytes, files };
+  }
+
+  /** What is at an upload's or a rename's target: the file it replaces (with overwrite), or null; refusals. */
+  async #target(segments: readonly string[], overwrite: boolean, verb: string, shown: string): Promise<Entry | null> {
+    if (segments.length === 0) throw new FerryError('is_a_directory', `Cannot ${verb} ${shown}: it is a directory`);
+    const file = await this.#home.file(segments, verb, shown);
+    if (file !== null) {
+      if (!overwrite) throw new FerryError('exists', `Cannot ${verb} ${shown}: it exists`);
+      return fileEntry(segments.at(-1) as string, file);
+    }
+    if (await this.#home.isFolder(segments, verb, shown)) throw new FerryError('is_a_directory', `Cannot ${verb} ${shown}: it is a directory`);
+    return null;
+  }
+
+  /** How many folders above the target are missing (checked; `not_found` when they may not be made). */
+  async #missingParents(segments: readonly string[], parents: boolean, mayCreate: boolean, shown: string): Promise<number> {
+    try {
+      return await this.#home.parents(segments, false, 'upload', shown);
+    } catch (err) {
+      if (!(err instanceof FerryError) || err.code !== 'not_found' || !parents) throw err;
+      if (!mayCreate) throw new FerryError('permission_denied', 'Your account may not mkdir');
+      return 1;
+    }
+  }
+
+  async #mustBeFolder(segments: readonly string[], verb: string, shown: string): Promise<void> {
+    if (await this.#home.isFolder(segments, verb, shown)) return;
+    if ((await this.#home.file(segments, verb, shown)) !== null) throw new FerryError('not_a_directory', `Cannot ${verb} ${shown}: it is not a directory`);
+    throw new FerryError('not_found', `Cannot ${verb} ${shown}: no such file or directory`);
+  }
+
+  async #page(prefix: string, delimiter: string | undefined, max: number, token: string | undefined, shown: string): Promise<ListObjectsV2CommandOutput> {
+    try {
+      return await this.#home.client.send(
+        new ListObjectsV2Command({ Bucket: this.#home.bucket, Prefix: prefix, MaxKeys: max, ...(delimiter ? { Delimiter: delimiter } : {}), ...(token ? { ContinuationToken: token } : {}) }),
+      );
+    } catch (err) {
+      throw s3Fail(err, 'list', shown);
+    }
+  }
+
+  async #delete(key: string, verb: string, shown: string): Promise<void> {
+    try {
+      await this.#home.client.send(new DeleteObjectCommand({ Bucket: this.#home.bucket, Key: key }));
+    } catch (err) {
+      throw s3Fail(err, verb, shown);
+    }
+  }
+
+  /** One upload (or rename without overwrite) per target at a time in this server: `busy` otherwise. Idempotent release. */
+  #lock(segments: readonly string[], shown: string): () => void {
+    const key = this.#home.key(segments);
+    if (!this.#locks.lock(key)) throw new FerryError('busy', `Cannot upload ${shown}: an upload of it is in progress`);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#locks.unlock(key);
+    };
+  }
+}
+
+/** A name from a key that a virtual path could name (keys written by others may hold anything), or null. */
+function nameOf(name: string | undefined): string | null {
+  if (name === undefined || name === '') return null;
+  try {
+    const parsed = parseVirtualPath(name);
+    return parsed.length === 1 && parsed[0] === name ? name : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,99 @@
+// `ferry serve --storage s3://...` end to end: the real CLI (server, connect, batch) in child processes, real TLS,
+// a real object store. The original use cases (sign-up, UPLD, LIST, DWLD, MKDIR, RENAME, STAT --sha256, DELF,
+// RDLOG) and a batch tree up and down; files outlive the server (a new one on the same store finds them); a bad
+// store stops `ferry serve` at start with one line.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { childEnv, cleanup, runFerry, sha256File, startServer, tempDir, type ServerHandle } from '../e2e/harness.ts';
+import { batch, hashTree, makeTree, manifest } from '../batch/e2e-helpers.ts';
+import { allKeys, closeStore, openStore, withStore as withStoreIn, storeMissing, type TestStore } from './store.ts';
+
+const t = suite('ferry serve --storage s3');
+let store: TestStore | null = null;
+let work: string;
+const servers: ServerHandle[] = [];
+
+t.before(async () => {
+  if (storeMissing() !== null) return;
+  store = await openStore();
+  work = tempDir('ferry-s3-e2e-');
+});
+
+t.after(async () => {
+  for (const s of servers) await s.dispose();
+  if (store) await closeStore(store);
+  if (work) cleanup(work);
+});
+
+async function serve(prefix: string, dataDir?: string): Promise<ServerHandle> {
+  const s = store as TestStore;
+  const server = await startServer({ args: ['--storage', `s3://${s.bucket}/${prefix}`, '--s3-endpoint', s.endpoint], env: s.env, ...(dataDir ? { dataDir } : {}) });
+  servers.push(server);
+  return server;
+}
+
+const withStore = (name: string, body: () => Promise<void>) => withStoreIn(t, name, body);
+
+withStore('the original dialog against the object store, and files outlive the server', async () => {
+  const server = await serve('site');
+  assert.match(server.output(), /files in s3:\/\/ferry-test-[0-9a-f]+\/site at http:\/\/127\.0\.0\.1:\d+/);
+  writeFileSync(join(work, 'text.txt'), 'hello from ferry to the store\n');
+  const r = await server.connect('Trex_007', 'admin123', ['UPLD text.txt', 'MKDIR inbox/2026', 'UPLD text.txt inbox/2026/a.txt', 'RENAME inbox/2026/a.txt inbox/b.txt', 'STAT inbox/b.txt --sha256', 'LIST', 'DWLD text.txt back.txt', 'DELF text.txt', 'LIST', 'RDLOG', 'QUIT'], {
+    signup: true,
+    cwd: work,
+  });
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  assert.is(readFileSync(join(work, 'back.txt'), 'utf8'), 'hello from ferry to the store\n');
+  assert.match(r.stdout, new RegExp(sha256File(join(work, 'text.txt'))), 'STAT --sha256 gives the recorded digest');
+  assert.match(r.stdout, /Total directory size/);
+  const keys = await allKeys(store as TestStore, 'site/');
+  assert.ok(keys.includes('site/homes/Trex_007/inbox/b.txt'), keys.join(', '));
+  assert.ok(!keys.includes('site/homes/Trex_007/text.txt'), 'deleted');
+  // A second server on the same store and data directory sees the same files.
+  await server.stop();
+  const again = await serve('site', server.dataDir);
+  const list = await again.connect('Trex_007', 'admin123', ['LIST inbox', 'DWLD inbox/b.txt b2.txt'], { cwd: work });
+  assert.is(list.code, 0, list.stdout + list.stderr);
+  assert.match(list.stdout, /b\.txt/);
+  assert.is(readFileSync(join(work, 'b2.txt'), 'utf8'), 'hello from ferry to the store\n');
+});
+
+withStore('ferry batch: a tree up and back, every file verified, one large file in parts', async () => {
+  const server = await serve('batch');
+  const src = join(work, 'tree');
+  makeTree(src, 120, 30_000);
+  mkdirSync(join(src, 'big'), { recursive: true });
+  writeFileSync(join(src, 'big', 'file.bin'), Buffer.alloc(20 * 1024 * 1024, 7)); // three parts of 8 MiB
+  const signup = await server.connect('carol', 'carol-password', ['LIST'], { signup: true });
+  assert.is(signup.code, 0, signup.stderr);
+  writeFileSync(join(work, 'b.yaml'), manifest(server, 'carol', `  - put: ./tree\n    to: up/\n  - get: up/tree\n    to: ./back\n`));
+  const r = await batch(server, ['b.yaml'], { cwd: work, password: 'carol-password', timeoutMs: 120_000 });
+  assert.is(r.code, 0, r.stderr + r.stdout.slice(-2000));
+  assert.equal(hashTree(join(work, 'back')), hashTree(src));
+});
+
+withStore('a bad store stops ferry serve at start with one line', async () => {
+  const s = store as TestStore;
+  const data = tempDir('ferry-s3-bad-');
+  try {
+    const missing = await runFerry(['serve', '--port', '0', '--data', data, '--storage', 's3://no-such-bucket-here', '--s3-endpoint', s.endpoint], { env: childEnv(data, s.env) });
+    assert.is.not(missing.code, 0);
+    assert.match(missing.stderr, /Bucket 'no-such-bucket-here' does not exist/);
+    assert.is(missing.stderr.trim().split('\n').length, 1, missing.stderr);
+    const noCreds = childEnv(data, {});
+    delete noCreds.AWS_ACCESS_KEY_ID;
+    delete noCreds.AWS_SECRET_ACCESS_KEY;
+    const creds = await runFerry(['serve', '--port', '0', '--data', data, '--storage', `s3://${s.bucket}`, '--s3-endpoint', s.endpoint], { env: { ...noCreds, HOME: data } });
+    assert.is.not(creds.code, 0);
+    assert.match(creds.stderr, /credentials/i);
+    const badUrl = await runFerry(['serve', '--port', '0', '--data', data, '--storage', 'ftp://x'], { env: childEnv(data, s.env) });
+    assert.is.not(badUrl.code, 0);
+    assert.match(badUrl.stderr, /Invalid --storage/);
+  } finally {
+    cleanup(data);
+  }
+});
+
+t.run();
