@@ -5,10 +5,10 @@
  * proves it needs no runtime.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -141,7 +141,9 @@ export async function startServer(options: { dataDir?: string; home?: string; ar
   const home = options.home ?? tempDir('ferry-home-');
   const env = childEnv(home, options.env);
   const host = options.host === undefined ? ['--host', '127.0.0.1'] : options.host === null ? [] : ['--host', options.host];
-  const child = startFerry(['serve', ...host, '--port', '0', '--data', dataDir, ...(options.args ?? [])], { env });
+  const args = options.args ?? [];
+  const store = args.includes('--storage') ? [] : objectStoreArgs();
+  const child = startFerry(['serve', ...host, '--port', '0', '--data', dataDir, ...store, ...args], { env });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     await waitUntil(() => /listening on .*:(\d+)/.test(child.output()) && (/fingerprint SHA256:\S+/.test(child.output()) || /PLAIN TCP/.test(child.output())), 20_000, `server banner; got: ${child.output()}`);
@@ -196,4 +198,45 @@ export async function startServer(options: { dataDir?: string; home?: string; ar
 
 export function cleanup(...dirs: string[]): void {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+}
+
+/**
+ * With FERRY_TEST_STORAGE set to `s3://BUCKET` (and the store's S3_ENDPOINT and AWS_* credentials in the
+ * environment, as scripts/services/swift.sh prints them), every server the harness starts keeps its files in that
+ * object store, each under a prefix of its own: the end-to-end use cases run once against an object store
+ * (.ci/run). The bucket must exist.
+ */
+export function objectStoreArgs(): string[] {
+  const url = process.env.FERRY_TEST_STORAGE;
+  if (!url) return [];
+  const endpoint = process.env.S3_ENDPOINT;
+  return ['--storage', `${url.replace(/\/+$/, '')}/${randomUUID()}`, ...(endpoint ? ['--s3-endpoint', endpoint] : [])];
+}
+
+/** Puts a file straight into a user's home, as an administrator would on the server (on disk, or in the object store). */
+export async function seedFile(server: ServerHandle, user: string, path: string, content: string): Promise<void> {
+  const storage = storageOf(server);
+  if (storage === null) {
+    const file = join(server.dataDir, 'homes', user, path);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, content);
+    return;
+  }
+  const { S3Driver, parseS3Url } = await import('../../src/storage/s3/mod.ts');
+  const driver = new S3Driver(parseS3Url(storage.url), storage.endpoint ? { endpoint: storage.endpoint } : {});
+  try {
+    const bytes = Buffer.from(content);
+    await driver.forUser(user).putWhole(path, bytes, { sha256: createHash('sha256').update(bytes).digest('hex'), parents: true, overwrite: true });
+  } finally {
+    driver.close();
+  }
+}
+
+/** The object store a server was started with (from its command line), or null for the data directory. */
+function storageOf(server: ServerHandle): { url: string; endpoint?: string } | null {
+  const args = (server.process.spawnargs ?? []) as string[];
+  const at = args.indexOf('--storage');
+  if (at < 0) return null;
+  const e = args.indexOf('--s3-endpoint');
+  return { url: args[at + 1] as string, ...(e >= 0 ? { endpoint: args[e + 1] as string } : {}) };
 }

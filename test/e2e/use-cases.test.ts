@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { childEnv, cleanup, runFerry, sha256File, startServer, tempDir, type ServerHandle } from './harness.ts';
+import { childEnv, cleanup, runFerry, seedFile, sha256File, startServer, tempDir, type ServerHandle } from './harness.ts';
 
 const uc = suite('original use cases over TLS');
 let server: ServerHandle;
@@ -140,10 +140,7 @@ uc('sign-up cannot make an admin, and closed sign-up refuses new accounts', asyn
 uc('a read-only account can list and download but not upload, delete or rename', async () => {
   const add = await runFerry(['user', 'add', 'reader', '--perms', 'list,download', '--data', server.dataDir], { env: childEnv(server.home, { FERRY_PASSWORD: 'readonly1' }) });
   assert.is(add.code, 0, add.stderr);
-  const home = join(server.dataDir, 'homes', 'reader');
-  const { mkdirSync } = await import('node:fs');
-  mkdirSync(home, { recursive: true });
-  writeFileSync(join(home, 'handbook.txt'), 'read me');
+  await seedFile(server, 'reader', 'handbook.txt', 'read me');
   const ok = await server.connect('reader', 'readonly1', ['LIST', 'DWLD handbook.txt reader-copy.txt'], { cwd: work });
   assert.is(ok.code, 0, ok.stderr);
   assert.is(readFileSync(join(work, 'reader-copy.txt'), 'utf8'), 'read me');
@@ -152,7 +149,8 @@ uc('a read-only account can list and download but not upload, delete or rename',
     assert.is(r.code, 1, cmd);
     assert.match(r.stderr, /Your account may not/, cmd);
   }
-  assert.ok(existsSync(join(home, 'handbook.txt')));
+  const still = await server.connect('reader', 'readonly1', ['LIST'], { cwd: work });
+  assert.match(still.stdout, /handbook\.txt/, 'the file is still there');
 });
 
 uc('repeated wrong passwords lock the account for a while, and the lock-out is logged', async () => {

@@ -6,9 +6,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { childEnv, cleanup, runFerry, sha256File, startServer, tempDir, type ServerHandle } from '../e2e/harness.ts';
-import { batch, hashTree, makeTree, manifest } from '../batch/e2e-helpers.ts';
-import { allKeys, closeStore, openStore, withStore as withStoreIn, storeMissing, type TestStore } from './store.ts';
+import { childEnv, cleanup, runFerry, sha256File, startServer, tempDir, waitUntil, type ServerHandle } from '../e2e/harness.ts';
+import { batch, exitedWithin, hashTree, makeTree, manifest, startBatch } from '../batch/e2e-helpers.ts';
+import { allKeys, closeStore, openStore, startForwarder, withStore as withStoreIn, storeMissing, type TestStore } from './store.ts';
 
 const t = suite('ferry serve --storage s3');
 let store: TestStore | null = null;
@@ -72,6 +72,37 @@ withStore('ferry batch: a tree up and back, every file verified, one large file 
   const r = await batch(server, ['b.yaml'], { cwd: work, password: 'carol-password', timeoutMs: 120_000 });
   assert.is(r.code, 0, r.stderr + r.stdout.slice(-2000));
   assert.equal(hashTree(join(work, 'back')), hashTree(src));
+});
+
+withStore('the store goes away in the middle of a ferry batch: unavailable is retried, every file arrives verified', async () => {
+  const s = store as TestStore;
+  const fwd = await startForwarder(s.endpoint);
+  try {
+    const server = await startServer({ args: ['--storage', `s3://${s.bucket}/flaky`, '--s3-endpoint', fwd.endpoint], env: s.env });
+    servers.push(server);
+    const signup = await server.connect('dora', 'dora-password', ['LIST'], { signup: true });
+    assert.is(signup.code, 0, signup.stderr);
+    const src = join(work, 'flaky-tree');
+    makeTree(src, 40, 20_000);
+    writeFileSync(join(src, 'big.bin'), Buffer.alloc(48 * 1024 * 1024, 3));
+    writeFileSync(join(work, 'f.yaml'), manifest(server, 'dora', `  - put: ./flaky-tree\n    to: up/\n`, 'retries: 8\n'));
+    const started = fwd.sent;
+    const child = startBatch(server, ['f.yaml', '--json'], { cwd: work, password: 'dora-password' });
+    // Cut the store off once 16 MiB have gone towards it (in the middle of the big file), for 1.5 s.
+    await waitUntil(() => fwd.sent - started > 16 * 1024 * 1024 || child.exitCode !== null, 60_000, 'bytes towards the store');
+    fwd.cut();
+    await new Promise((r) => setTimeout(r, 1500));
+    fwd.restore();
+    await exitedWithin(child, 120_000, 'the batch');
+    assert.is(child.exitCode, 0, child.output().slice(-3000));
+    assert.match(server.output(), /unavailable/, 'the outage hit a request');
+    writeFileSync(join(work, 'g.yaml'), manifest(server, 'dora', `  - get: up/flaky-tree\n    to: ./flaky-back\n`));
+    const back = await batch(server, ['g.yaml'], { cwd: work, password: 'dora-password', timeoutMs: 120_000 });
+    assert.is(back.code, 0, back.stderr);
+    assert.equal(hashTree(join(work, 'flaky-back')), hashTree(src));
+  } finally {
+    await fwd.close();
+  }
 });
 
 withStore('a bad store stops ferry serve at start with one line', async () => {

@@ -12,7 +12,7 @@ import type { Entry } from '../../src/core/types.ts';
 import { S3Driver } from '../../src/storage/s3/mod.ts';
 import { PART_SIZE } from '../../src/storage/s3/upload.ts';
 import type { Storage } from '../../src/storage/storage.ts';
-import { allKeys, closeStore, openStore, withStore as withStoreIn, openUploads, storeMissing, type TestStore } from './store.ts';
+import { allKeys, closeStore, openStore, withStore as withStoreIn, openUploads, startForwarder, storeMissing, type TestStore } from './store.ts';
 
 const t = suite('s3 storage');
 const PREFIX = 'srv/one';
@@ -268,6 +268,42 @@ withStore('a store that is not there: one line at start, and unavailable (retrya
     wrong.close();
   } finally {
     process.env.AWS_SECRET_ACCESS_KEY = prev.secret;
+  }
+});
+
+withStore('the store goes away in the middle of an upload: unavailable, nothing visible; back again, the upload goes through', async () => {
+  const s = store as TestStore;
+  const fwd = await startForwarder(s.endpoint);
+  const flaky = new S3Driver({ bucket: s.bucket, prefix: PREFIX }, { endpoint: fwd.endpoint });
+  try {
+    const storage = flaky.forUser('alice');
+    const bytes = randomBytes(3 * PART_SIZE);
+    const up = await storage.createUpload('flaky.bin', { size: bytes.length });
+    await up.write([bytes.subarray(0, PART_SIZE + 1)]); // the first part is on its way
+    fwd.cut();
+    const failed = await (async () => {
+      try {
+        await up.write([bytes.subarray(PART_SIZE + 1)]);
+        await up.commit(sha(bytes));
+        return 'ok';
+      } catch (err) {
+        return (err as FerryError).code;
+      }
+    })();
+    assert.is(failed, 'unavailable');
+    await up.abort(false);
+    assert.is(await codeOf(storage.stat('flaky.bin')), 'unavailable', 'a request while the store is away');
+    fwd.restore();
+    assert.is(await alice.stat('flaky.bin'), null, 'nothing visible');
+    assert.is((await put(storage, 'flaky.bin', bytes)).size, bytes.length);
+    assert.ok((await readAll(alice, 'flaky.bin')).equals(bytes), 'the retried upload is whole');
+    // An abort that could not reach the store leaves its multipart upload to the sweeper.
+    await new Promise((r) => setTimeout(r, 1100));
+    await driver.sweepPartials(0);
+    assert.equal(await openUploads(s), []);
+  } finally {
+    flaky.close();
+    await fwd.close();
   }
 });
 

@@ -5,6 +5,7 @@
  */
 import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, ListMultipartUploadsCommand, AbortMultipartUploadCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import type { Test } from 'uvu';
 import { makeS3Client } from '../../src/storage/s3/client.ts';
 import { skip } from '../skip.ts';
@@ -72,4 +73,62 @@ export function withStore(suite: Test, name: string, body: () => Promise<void>):
     if (missing !== null) return skip(missing);
     await body();
   });
+}
+
+/**
+ * A TCP forwarder in front of the store, on 127.0.0.1: `cut()` resets every connection and every new one until
+ * `restore()` — the store disappearing and coming back, as the server sees it (real sockets, the real store).
+ */
+export interface Forwarder {
+  endpoint: string;
+  cut(): void;
+  restore(): void;
+  /** Bytes sent towards the store so far. */
+  readonly sent: number;
+  close(): Promise<void>;
+}
+
+export async function startForwarder(target: string): Promise<Forwarder> {
+  const { hostname, port } = new URL(target);
+  let down = false;
+  let sent = 0;
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    if (down) return void client.resetAndDestroy();
+    const upstream = net.connect(Number(port), hostname);
+    open.add(client);
+    open.add(upstream);
+    const drop = () => {
+      open.delete(client);
+      open.delete(upstream);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.on('data', (d: Buffer) => (sent += d.length));
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port: local } = server.address() as net.AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${local}`,
+    get sent() {
+      return sent;
+    },
+    cut: () => {
+      down = true;
+      for (const s of open) s.resetAndDestroy();
+      open.clear();
+    },
+    restore: () => {
+      down = false;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }
