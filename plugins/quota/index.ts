@@ -1,8 +1,8 @@
 import { join } from 'node:path';
-import { definePlugin, type FerryPlugin, type PluginLogger, type Usage } from '../../src/plugin/mod.ts';
+import { definePlugin, type FerryPlugin, type HomeFile, type PluginLogger, type Usage } from '../../src/plugin/mod.ts';
 import { Ledger } from './ledger.ts';
 import { limitsAnyone, limitsFor, validate, type Limits, type QuotaOptions } from './options.ts';
-import { scanHome } from './scan.ts';
+import { scanHome, treeOf } from './scan.ts';
 import { formatSize } from '../../src/plugin/mod.ts';
 
 export type { QuotaOptions } from './options.ts';
@@ -38,6 +38,8 @@ class Quotas {
     readonly options: QuotaOptions,
     private readonly homes: string,
     private readonly log: PluginLogger,
+    /** The users' files from the server's storage, where they are not under `homes` (an object store). */
+    private readonly homeFiles?: (user: string) => AsyncIterable<HomeFile[]>,
   ) {}
 
   limits(user: string): Limits {
@@ -80,7 +82,7 @@ class Quotas {
     // User names are single path segments (the server refuses others); never let one leave homes/.
     if (user === '' || user === '.' || user === '..' || /[/\\\0]/.test(user)) throw new Error(`User name '${user}' cannot name a home`);
     const started = Date.now();
-    const ledger = new Ledger(await scanHome(join(this.homes, user)));
+    const ledger = new Ledger(this.homeFiles ? await treeOf(this.homeFiles(user)) : await scanHome(join(this.homes, user)));
     this.#ledgers.set(user, ledger);
     const { bytes, files } = ledger.usage();
     this.log.info(`Usage of '${user}': ${formatSize(bytes)} in ${files} file${files === 1 ? '' : 's'} (summed up in ${Date.now() - started} ms)`);
@@ -120,7 +122,7 @@ export function createQuotaPlugin(): FerryPlugin<QuotaOptions> {
     timeoutMs: HOOK_TIMEOUT_MS,
     validate,
     setup(ctx) {
-      quotas = new Quotas(ctx.options, join(ctx.serverDataDir, 'homes'), ctx.log);
+      quotas = new Quotas(ctx.options, join(ctx.serverDataDir, 'homes'), ctx.log, ctx.homeFiles);
       if (!limitsAnyone(ctx.options)) ctx.log.warn('No limits configured (defaults or users with maxBytes / maxFiles): nobody is limited');
     },
     hooks: {

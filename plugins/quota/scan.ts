@@ -59,3 +59,25 @@ export async function scanHome(home: string): Promise<Dir> {
   }
   return root;
 }
+
+/** The tree of a user's files as the server's storage lists them (PluginContext.homeFiles: an object store). */
+export async function treeOf(pages: AsyncIterable<Array<{ path: string; size: number }>>): Promise<Dir> {
+  const root = new Dir();
+  for await (const page of pages) {
+    for (const { path, size } of page) {
+      const names = path.split('/');
+      const file = names.pop() as string;
+      let dir = root;
+      for (const name of names) {
+        let child = dir.children.get(name);
+        if (!(child instanceof Dir)) {
+          child = new Dir();
+          dir.children.set(name, child);
+        }
+        dir = child;
+      }
+      dir.children.set(file, size);
+    }
+  }
+  return root;
+}

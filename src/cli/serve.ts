@@ -73,11 +73,15 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
   const log = consoleLog();
   const words = options.plugin === undefined ? [] : Array.isArray(options.plugin) ? options.plugin : [options.plugin];
   const specs: PluginSpec[] = [...config.plugins, ...words.map((w) => pluginSpecFromWord(String(w)))];
+  // With an object store, plugins that sum up usage list a user's files through the server's storage (the server
+  // is made below; the plugins ask only once it has started).
+  let server: FerryServer | null = null;
+  const homeFiles = objectStore !== null ? (user: string) => (server as FerryServer).homeFiles(user) : undefined;
   const plugins =
     specs.length > 0
-      ? await loadPlugins(specs, { bundled: BUNDLED_PLUGINS, dataDir, baseDir, log: (name) => pluginLogger(log, name) })
+      ? await loadPlugins(specs, { bundled: BUNDLED_PLUGINS, dataDir, baseDir, log: (name) => pluginLogger(log, name), ...(homeFiles ? { homeFiles } : {}) })
       : undefined;
-  const server = new FerryServer(
+  server = new FerryServer(
     {
       host: options.host ?? config.host ?? null,
       port: parsePort(options.port ?? config.port),

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PluginError, PluginHost } from './host.ts';
-import { HOOK_KINDS, type FerryPlugin, type PluginLogger } from './types.ts';
+import { HOOK_KINDS, type FerryPlugin, type HomeFile, type PluginLogger } from './types.ts';
 
 /** One plugin to load: a bundled one by name, or a module file by path, with its options. */
 export interface PluginSpec {
@@ -21,6 +21,8 @@ export interface LoadOptions {
   /** Relative plugin paths resolve from here (the config file's directory, or the working directory). */
   baseDir: string;
   log: (plugin: string) => PluginLogger;
+  /** Users' files where they are not under `<dataDir>/homes` (PluginContext.homeFiles). */
+  homeFiles?: (user: string) => AsyncIterable<HomeFile[]>;
 }
 
 /** Checks that a module's export looks like a plugin; names what is wrong. */
@@ -84,7 +86,14 @@ export async function loadPlugins(specs: readonly PluginSpec[], options: LoadOpt
     const dataDir = join(options.dataDir, 'plugins', plugin.name);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     try {
-      await plugin.setup?.({ name: plugin.name, options: pluginOptions, dataDir, serverDataDir: options.dataDir, log: options.log(plugin.name) });
+      await plugin.setup?.({
+        name: plugin.name,
+        options: pluginOptions,
+        dataDir,
+        serverDataDir: options.dataDir,
+        log: options.log(plugin.name),
+        ...(options.homeFiles ? { homeFiles: options.homeFiles } : {}),
+      });
     } catch (err) {
       throw new PluginError(plugin.name, 'setup', err);
     }

@@ -205,9 +205,22 @@ export interface PluginContext<O = unknown> {
   options: O;
   /** `<data>/plugins/<name>/`, created for the plugin; survives restarts. */
   dataDir: string;
-  /** The server's data directory (read-only use: users' homes are under homes/). */
+  /** The server's data directory (read-only use: users' homes are under homes/, unless `homeFiles` is given). */
   serverDataDir: string;
   log: PluginLogger;
+  /**
+   * Present when users' files are not under `<serverDataDir>/homes` (an object store, `ferry serve --storage`):
+   * a user's files as the server's storage lists them, page by page, each by its path relative to the home.
+   * A plugin that sums up usage uses this instead of walking the disk. Callable once the server has started.
+   */
+  homeFiles?: (user: string) => AsyncIterable<HomeFile[]>;
+}
+
+/** A file of a user's home (PluginContext.homeFiles). */
+export interface HomeFile {
+  /** Relative to the home, `/`-separated. */
+  path: string;
+  size: number;
 }
 
 export interface FerryPlugin<O = unknown> {

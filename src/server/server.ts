@@ -45,6 +45,7 @@ export class FerryServer {
   private stopping = false;
   private sweeper: NodeJS.Timeout | null = null;
   private objectStore: S3Driver | null = null;
+  private storage: StorageDriver | null = null;
 
   private readonly plugins: PluginHost;
 
@@ -73,6 +74,7 @@ export class FerryServer {
     } else {
       storage = new LocalDiskDriver(dataDir);
     }
+    this.storage = storage;
     const swept = await storage.sweepPartials(this.options.partialMaxAgeMs);
     if (swept > 0) this.log.info(`Removed ${swept} stale partial upload(s)`);
     this.sweeper = setInterval(() => {
@@ -151,6 +153,18 @@ export class FerryServer {
     }
     this.sessions.add(session);
     void session.closed.then(() => this.sessions.delete(session));
+  }
+
+  /**
+   * A user's files as the server's storage lists them, page by page (PluginContext.homeFiles: how a plugin sums
+   * up usage when the files are in an object store). The server must have started.
+   */
+  async *homeFiles(user: string): AsyncIterable<Array<{ path: string; size: number }>> {
+    const driver = this.storage;
+    if (driver === null) throw new Error('The server has not started: no storage yet');
+    for await (const page of driver.forUser(user).listTree('')) {
+      yield page.filter((e) => e.type === 'file').map((e) => ({ path: e.name, size: e.size }));
+    }
   }
 
   get connectionCount(): number {

@@ -5,8 +5,8 @@
  * proves it needs no runtime.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -142,7 +142,7 @@ export async function startServer(options: { dataDir?: string; home?: string; ar
   const env = childEnv(home, options.env);
   const host = options.host === undefined ? ['--host', '127.0.0.1'] : options.host === null ? [] : ['--host', options.host];
   const args = options.args ?? [];
-  const store = args.includes('--storage') ? [] : objectStoreArgs();
+  const store = args.includes('--storage') ? [] : objectStoreArgs(dataDir);
   const child = startFerry(['serve', ...host, '--port', '0', '--data', dataDir, ...store, ...args], { env });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
@@ -203,14 +203,15 @@ export function cleanup(...dirs: string[]): void {
 /**
  * With FERRY_TEST_STORAGE set to `s3://BUCKET` (and the store's S3_ENDPOINT and AWS_* credentials in the
  * environment, as scripts/services/swift.sh prints them), every server the harness starts keeps its files in that
- * object store, each under a prefix of its own: the end-to-end use cases run once against an object store
- * (.ci/run). The bucket must exist.
+ * object store, under a prefix of its data directory's own (a restart on the same data directory finds its files):
+ * the end-to-end use cases run once against an object store (.ci/run). The bucket must exist.
  */
-export function objectStoreArgs(): string[] {
+export function objectStoreArgs(dataDir: string): string[] {
   const url = process.env.FERRY_TEST_STORAGE;
   if (!url) return [];
   const endpoint = process.env.S3_ENDPOINT;
-  return ['--storage', `${url.replace(/\/+$/, '')}/${randomUUID()}`, ...(endpoint ? ['--s3-endpoint', endpoint] : [])];
+  const prefix = createHash('sha256').update(dataDir).digest('hex').slice(0, 20);
+  return ['--storage', `${url.replace(/\/+$/, '')}/${prefix}`, ...(endpoint ? ['--s3-endpoint', endpoint] : [])];
 }
 
 /** Puts a file straight into a user's home, as an administrator would on the server (on disk, or in the object store). */
@@ -239,4 +240,44 @@ function storageOf(server: ServerHandle): { url: string; endpoint?: string } | n
   if (at < 0) return null;
   const e = args.indexOf('--s3-endpoint');
   return { url: args[at + 1] as string, ...(e >= 0 ? { endpoint: args[e + 1] as string } : {}) };
+}
+
+/** The names in a folder of a user's home, sorted (on disk, or in the object store); [] when it does not exist. */
+export async function listHome(server: ServerHandle, user: string, folder = ''): Promise<string[]> {
+  const storage = storageOf(server);
+  if (storage === null) {
+    const dir = join(server.dataDir, 'homes', user, folder);
+    return existsSync(dir) ? readdirSync(dir).sort() : [];
+  }
+  const { S3Driver, parseS3Url } = await import('../../src/storage/s3/mod.ts');
+  const driver = new S3Driver(parseS3Url(storage.url), storage.endpoint ? { endpoint: storage.endpoint } : {});
+  const names: string[] = [];
+  try {
+    for await (const page of driver.forUser(user).list(folder)) names.push(...page.map((e) => e.name));
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'not_found') throw err;
+  } finally {
+    driver.close();
+  }
+  return names.sort();
+}
+
+/** Uploads of a user kept in progress: partial files on disk, multipart uploads in the object store. */
+export async function partialsOf(server: ServerHandle, user: string): Promise<string[]> {
+  const storage = storageOf(server);
+  if (storage === null) {
+    const dir = join(server.dataDir, '.partial', user);
+    return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.part')).sort() : [];
+  }
+  const { ListMultipartUploadsCommand } = await import('@aws-sdk/client-s3');
+  const { makeS3Client } = await import('../../src/storage/s3/client.ts');
+  const { parseS3Url } = await import('../../src/storage/s3/mod.ts');
+  const { bucket, prefix } = parseS3Url(storage.url);
+  const client = makeS3Client(storage.endpoint ? { endpoint: storage.endpoint } : {});
+  try {
+    const out = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: `${prefix ? `${prefix}/` : ''}homes/${user}/` }));
+    return (out.Uploads ?? []).map((u) => u.Key ?? '').sort();
+  } finally {
+    client.destroy();
+  }
 }

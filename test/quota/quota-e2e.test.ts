@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FrameDecoder, PREAMBLE, encodeData, encodeMessage, parseServerMessage, type ServerMessage } from '../../src/protocol/mod.ts';
-import { childEnv, cleanup, runFerry, startServer, tempDir, type ServerHandle } from '../e2e/harness.ts';
+import { childEnv, cleanup, listHome, partialsOf, runFerry, startServer, tempDir, type ServerHandle } from '../e2e/harness.ts';
 
 const MiB = 1024 * 1024;
 const PASSWORD = 'password1';
@@ -23,11 +23,9 @@ let work: string;
 let config: string;
 let server: ServerHandle;
 
-function files(dir: string, filter: (name: string) => boolean = () => true): string[] {
-  return existsSync(dir) ? readdirSync(dir).filter(filter).sort() : [];
-}
-const home = (user: string) => files(join(server.dataDir, 'homes', user));
-const partials = (user: string) => files(join(server.dataDir, '.partial', user), (f) => f.endsWith('.part'));
+/** What a user's home holds, and their uploads kept in progress (on disk, or in the object store: harness.ts). */
+const home = (user: string) => listHome(server, user);
+const partials = (user: string) => partialsOf(server, user);
 
 function local(name: string, bytes: number): string {
   const path = join(work, name);
@@ -143,8 +141,8 @@ e2e('two parallel uploads that together pass the quota: exactly one succeeds, no
   assert.equal([a.code, b.code].sort(), [0, 1], `${a.stderr} / ${b.stderr}`);
   const loser = a.code === 1 ? a : b;
   assert.match(loser.stderr, /quota exceeded: 6 MiB of 10 MiB used( \(6 MiB of it by uploads in progress\))?, upload needs 6 MiB/);
-  assert.equal(home('para'), [a.code === 0 ? 'p1.bin' : 'p2.bin']);
-  assert.equal(partials('para'), []);
+  assert.equal(await home('para'), [a.code === 0 ? 'p1.bin' : 'p2.bin']);
+  assert.equal(await partials('para'), []);
 });
 
 e2e('space is held from the moment an upload starts: a second upload is refused while the first is still open', async () => {
@@ -180,7 +178,7 @@ e2e('space is held from the moment an upload starts: a second upload is refused 
     first.close();
     second.close();
   }
-  assert.equal(home('held'), ['first.bin', 'other.bin']);
+  assert.equal(await home('held'), ['first.bin', 'other.bin']);
 });
 
 e2e('an upload that sends more than it declared is cut off, leaves nothing, and gives its space back', async () => {
@@ -200,8 +198,8 @@ e2e('an upload that sends more than it declared is cut off, leaves nothing, and 
   } finally {
     raw.close();
   }
-  assert.equal(home('liar'), ['whole.bin']);
-  assert.equal(partials('liar'), []);
+  assert.equal(await home('liar'), ['whole.bin']);
+  assert.equal(await partials('liar'), []);
 });
 
 e2e('LIST and STAT show usage against the quota', async () => {
@@ -219,14 +217,14 @@ e2e('after a delete the usage goes down and a previously refused upload fits', a
   local('five.bin', 5 * MiB);
   await ok('deleter', ['UPLD seven.bin'], true);
   assert.match(await refused('deleter', ['UPLD five.bin']), /quota exceeded: 7 MiB of 10 MiB used, upload needs 5 MiB/);
-  assert.equal(partials('deleter'), []);
+  assert.equal(await partials('deleter'), []);
   const out = await ok('deleter', ['DELF seven.bin', 'LIST', 'UPLD five.bin', 'LIST']);
   const quotas = out.split('\n').filter((l) => l.startsWith('Quota: ')).map((l) => quotaLine(l));
   assert.equal(quotas, [
     [0, 10 * MiB, 0, 100],
     [5 * MiB, 10 * MiB, 1, 100],
   ]);
-  assert.equal(home('deleter'), ['five.bin']);
+  assert.equal(await home('deleter'), ['five.bin']);
 });
 
 e2e('overwrites count only the difference; a rename over a file frees it', async () => {
@@ -245,7 +243,7 @@ e2e('overwrites count only the difference; a rename over a file frees it', async
     [3 * MiB, 10 * MiB, 1, 100],
     [1 * MiB, 10 * MiB, 1, 100],
   ]);
-  assert.equal(home('writer'), ['data.bin']);
+  assert.equal(await home('writer'), ['data.bin']);
 });
 
 e2e('the file-count limit: a third file is refused, an overwrite is not, and a delete makes room', async () => {
@@ -257,7 +255,7 @@ e2e('the file-count limit: a third file is refused, an overwrite is not, and a d
   const out = await ok('counter', ['UPLD f3.txt f1.txt', 'LIST']);
   assert.match(out, /^Quota: 50 B used \(50 bytes\), 2 of 2 files$/m, 'no byte limit for this user');
   await ok('counter', ['DELF f2.txt', 'UPLD f3.txt']);
-  assert.equal(home('counter'), ['f1.txt', 'f3.txt']);
+  assert.equal(await home('counter'), ['f1.txt', 'f3.txt']);
 });
 
 e2e('a batch in bundles: the plugin is asked about each file, and the files past the limit are refused one by one', async () => {
@@ -275,9 +273,9 @@ e2e('a batch in bundles: the plugin is asked about each file, and the files past
   assert.is(events.filter((e) => e.event === 'done').length, 100, 'the 100 files the quota allows');
   assert.equal([...new Set(events.filter((e) => e.event === 'error').map((e) => e.code))], ['quota_exceeded']);
   assert.is(events.filter((e) => e.event === 'error').length, 50);
-  assert.is(files(join(server.dataDir, 'homes', 'bundler', 'up', 'many')).length, 100);
+  assert.is((await listHome(server, 'bundler', 'up/many')).length, 100);
   assert.match(server.output(), /bundler\] UPLD 100 file\(s\) as one bundle/);
-  assert.equal(partials('bundler'), []);
+  assert.equal(await partials('bundler'), []);
 });
 
 e2e.run();
