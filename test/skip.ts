@@ -20,3 +20,15 @@ export function skip(reason: string): void {
 
 /** What a skip prints at the start of its line; the runner counts these lines. */
 export const SKIP_MARK = '[ferry-test-skipped]';
+
+/**
+ * A test of `suite` that runs when what it needs is there (`missing()` gives null), and is skipped with the
+ * reason `missing()` gives otherwise (counted, never passed; failed under FERRY_NO_SKIP).
+ */
+export function testWhen(suite: (name: string, body: () => Promise<void>) => void, missing: () => string | null, name: string, body: () => Promise<void>): void {
+  suite(name, async () => {
+    const why = missing();
+    if (why !== null) return skip(why);
+    await body();
+  });
+}

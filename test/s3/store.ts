@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { Test } from 'uvu';
 import { makeS3Client } from '../../src/storage/s3/client.ts';
-import { skip } from '../skip.ts';
+import { testWhen } from '../skip.ts';
 
 export interface TestStore {
   endpoint: string;
@@ -68,11 +68,7 @@ export async function closeStore(store: TestStore): Promise<void> {
 
 /** A test of `suite` that runs when the store is there, and is skipped (counted, never passed) otherwise. */
 export function withStore(suite: Test, name: string, body: () => Promise<void>): void {
-  suite(name, async () => {
-    const missing = storeMissing();
-    if (missing !== null) return skip(missing);
-    await body();
-  });
+  testWhen(suite, storeMissing, name, body);
 }
 
 /**

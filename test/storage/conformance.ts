@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import type { FerryError } from '../../src/core/errors.ts';
 import type { Entry } from '../../src/core/types.ts';
 import type { Storage, StorageDriver } from '../../src/storage/storage.ts';
-import { skip } from '../skip.ts';
+import { testWhen } from '../skip.ts';
 
 export interface Subject {
   /** The suite's name. */
@@ -76,12 +76,7 @@ export function conformance(subject: Subject): void {
   t.after(async () => {
     await place?.close();
   });
-  const test = (name: string, body: () => Promise<void>) =>
-    t(name, async () => {
-      const missing = subject.missing();
-      if (missing !== null) return skip(missing);
-      await body();
-    });
+  const test = (name: string, body: () => Promise<void>) => testWhen(t, subject.missing, name, body);
 
   test('a small file: its time kept exactly, listed, read back, stat equal to the commit', async () => {
     const bytes = Buffer.from('hello storage');

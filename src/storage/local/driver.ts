@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { checkHomeName } from '../home-name.ts';
+import { checkHomeName } from '../checks.ts';
 import type { Storage, StorageDriver } from '../storage.ts';
 import { sharedCommits, type SmallCommits } from './lanes.ts';
 import { NameLocks, Partials, sweepPartials } from './partials.ts';

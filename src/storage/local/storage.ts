@@ -4,6 +4,7 @@ import type { Entry } from '../../core/types.ts';
 import { FerryError } from '../../core/errors.ts';
 import { parseVirtualPath } from '../../core/paths.ts';
 import type { BundleOptions, BundleReadOptions, BundleSink, ReadHandle, Storage, Upload, UploadOptions, WholeOptions } from '../storage.ts';
+import { checkPageSize } from '../checks.ts';
 import { localBundle, localBundleRead } from './bundle.ts';
 import { inside } from './confine.ts';
 import { errno, fail, leaves, show } from './errors.ts';
@@ -59,13 +60,13 @@ export class LocalStorage implements Storage {
   }
 
   async *list(path: string, pageSize = 1000): AsyncIterable<Entry[]> {
-    if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError(`Page size ${pageSize} is not a positive integer`);
+    checkPageSize(pageSize);
     const segments = parseVirtualPath(path);
     yield* listPages(this.#home, segments, show(segments), pageSize);
   }
 
   async *listTree(path: string, pageSize = 1000): AsyncIterable<Entry[]> {
-    if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError(`Page size ${pageSize} is not a positive integer`);
+    checkPageSize(pageSize);
     const segments = parseVirtualPath(path);
     yield* listTreePages(this.#home, segments, show(segments), pageSize);
   }

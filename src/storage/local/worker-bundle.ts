@@ -214,22 +214,9 @@ export class WorkerBundleRead {
 
   take(seq: number, chunks: readonly Uint8Array[]): BundleReply {
     this.#broken ??= decode(this.#decoder, chunks);
-    const wanted = this.#wanted;
-    this.#wanted = [];
-    const dirs = new ReadDirs();
-    const read: ReadOutcome[] = [];
-    let next = 0;
-    try {
-      // Packed up to the budget per answer: the rest waits here until the event loop asks (after the client has
-      // taken what went before), so that a bundle's memory is bounded by the budget, not by its names.
-      while (next < wanted.length && this.#pieces.bytes < PACK_BUDGET) {
-        const { index, path } = wanted[next++] as { index: number; path: string };
-        read.push(this.#send(index, path, dirs));
-      }
-    } finally {
-      dirs.close();
-    }
-    this.#wanted = next < wanted.length ? [...wanted.slice(next), ...this.#wanted] : this.#wanted;
+    // Packed up to the budget per answer: the rest waits here until the event loop asks (after the client has
+    // taken what went before), so that a bundle's memory is bounded by the budget, not by its names.
+    const read = this.#readWanted(PACK_BUDGET);
     const pieces = this.#pieces.take();
     const more = this.#broken === null && this.#wanted.length > 0;
     return { bundle: this.#id, seq, outcomes: [], read, pieces, ...(more ? { more } : {}), ...(this.#broken !== null ? { error: this.#broken } : {}) };
@@ -244,15 +231,26 @@ export class WorkerBundleRead {
     if (this.#broken === null && !this.#decoder.atBoundary) this.#broken = { code: 'bad_message', message: 'The bundle ends inside a record' };
     // The event loop ends a bundle once nothing waits (Channel.end): names left here would be a bug there, and
     // are still answered rather than dropped.
-    const read: ReadOutcome[] = [];
-    const dirs = new ReadDirs();
-    try {
-      if (this.#broken === null) for (const { index, path } of this.#wanted) read.push(this.#send(index, path, dirs));
-    } finally {
-      dirs.close();
-    }
+    const read = this.#broken === null ? this.#readWanted(Infinity) : [];
     this.#wanted = [];
     return { bundle: this.#id, seq, outcomes: [], read, pieces: this.#pieces.take(), ...(this.#broken !== null ? { error: this.#broken } : {}) };
+  }
+
+  /** Reads and packs the files wanted, in order, until `budget` bytes are packed; the rest stay wanted. */
+  #readWanted(budget: number): ReadOutcome[] {
+    const dirs = new ReadDirs();
+    const read: ReadOutcome[] = [];
+    let next = 0;
+    try {
+      while (next < this.#wanted.length && this.#pieces.bytes < budget) {
+        const { index, path } = this.#wanted[next++] as { index: number; path: string };
+        read.push(this.#send(index, path, dirs));
+      }
+    } finally {
+      dirs.close();
+      this.#wanted.splice(0, next);
+    }
+    return read;
   }
 
   #send(index: number, path: string, dirs: ReadDirs): ReadOutcome {

@@ -1,6 +1,6 @@
 import { AbortMultipartUploadCommand, HeadBucketCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { NameLocks } from '../local/partials.ts';
-import { checkHomeName } from '../home-name.ts';
+import { checkHomeName } from '../checks.ts';
 import type { Storage, StorageDriver } from '../storage.ts';
 import { isNotFound, isUnavailable, makeS3Client, statusOf, type S3ClientOptions } from './client.ts';
 import { S3Home } from './home.ts';

@@ -3,13 +3,14 @@ import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, ListObjectsV
 import { FerryError } from '../../core/errors.ts';
 import { parseVirtualPath } from '../../core/paths.ts';
 import type { Entry } from '../../core/types.ts';
+import { checkPageSize } from '../checks.ts';
 import type { NameLocks } from '../local/partials.ts';
 import { show } from '../local/errors.ts';
 import type { BundleSink, ReadHandle, Storage, Upload, UploadOptions, WholeOptions } from '../storage.ts';
 import { s3Fail } from './client.ts';
 import { fileEntry, fileOf, type S3Home } from './home.ts';
 import { S3ReadHandle } from './read.ts';
-import { S3Upload, storeWhole } from './upload.ts';
+import { S3Upload, storeWhole, type S3Target } from './upload.ts';
 
 /**
  * One user's files in an object store (see S3Home for the key layout). The same operations, semantics and error
@@ -45,7 +46,7 @@ export class S3Storage implements Storage {
   }
 
   async *list(path: string, pageSize = 1000): AsyncIterable<Entry[]> {
-    if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError(`Page size ${pageSize} is not a positive integer`);
+    checkPageSize(pageSize);
     const segments = parseVirtualPath(path);
     const shown = show(segments);
     await this.#mustBeFolder(segments, 'list', shown);
@@ -70,7 +71,7 @@ export class S3Storage implements Storage {
   }
 
   async *listTree(path: string, pageSize = 1000): AsyncIterable<Entry[]> {
-    if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError(`Page size ${pageSize} is not a positive integer`);
+    checkPageSize(pageSize);
     const segments = parseVirtualPath(path);
     const shown = show(segments);
     await this.#mustBeFolder(segments, 'list', shown);
@@ -114,14 +115,10 @@ export class S3Storage implements Storage {
   async createUpload(path: string, options: UploadOptions): Promise<Upload> {
     const segments = parseVirtualPath(path);
     const shown = show(segments);
-    const overwrite = options.overwrite === true;
-    const parents = options.parents === true;
     const release = this.#lock(segments, shown);
     try {
-      const replaces = await this.#target(segments, overwrite, 'upload', shown);
-      const missing = await this.#missingParents(segments, parents, options.mayCreateParents !== false, shown);
-      const t = { home: this.#home, segments, shown, overwrite, parents: missing > 0, ...(options.mtime !== undefined ? { mtime: options.mtime } : {}) };
-      return new S3Upload(t, options.size, replaces, missing > 0, release);
+      const { target, replaces } = await this.#checkUpload(segments, shown, options);
+      return new S3Upload(target, options.size, replaces, target.parents, release);
     } catch (err) {
       release();
       throw err;
@@ -133,12 +130,9 @@ export class S3Storage implements Storage {
     const shown = show(segments);
     const digest = createHash('sha256').update(bytes).digest('hex');
     if (digest !== options.sha256.toLowerCase()) throw new FerryError('digest_mismatch', `Upload of ${shown}: the SHA-256 of the bytes received differs from the declared one`);
-    const overwrite = options.overwrite === true;
     const release = this.#lock(segments, shown);
     try {
-      await this.#target(segments, overwrite, 'upload', shown);
-      const missing = await this.#missingParents(segments, options.parents === true, options.mayCreateParents !== false, shown);
-      return await storeWhole({ home: this.#home, segments, shown, overwrite, parents: missing > 0, ...(options.mtime !== undefined ? { mtime: options.mtime } : {}) }, bytes, digest);
+      return await storeWhole((await this.#checkUpload(segments, shown, options)).target, bytes, digest);
     } finally {
       release();
     }
@@ -279,15 +273,24 @@ export class S3Storage implements Storage {
     return null;
   }
 
-  /** How many folders above the target are missing (checked; `not_found` when they may not be made). */
-  async #missingParents(segments: readonly string[], parents: boolean, mayCreate: boolean, shown: string): Promise<number> {
+  /**
+   * An upload's checks (createUpload, putWhole): what it replaces (`exists` without overwrite), and whether folders
+   * above it are missing — `not_found` without `parents`, `permission_denied` without the mkdir permission; with
+   * both, the upload makes them as it commits (`target.parents`).
+   */
+  async #checkUpload(segments: string[], shown: string, options: { overwrite?: boolean; parents?: boolean; mayCreateParents?: boolean; mtime?: number }): Promise<{ target: S3Target; replaces: Entry | null }> {
+    const overwrite = options.overwrite === true;
+    const replaces = await this.#target(segments, overwrite, 'upload', shown);
+    let missing = false;
     try {
-      return await this.#home.parents(segments, false, 'upload', shown);
+      await this.#home.parents(segments, false, 'upload', shown);
     } catch (err) {
-      if (!(err instanceof FerryError) || err.code !== 'not_found' || !parents) throw err;
-      if (!mayCreate) throw new FerryError('permission_denied', 'Your account may not mkdir');
-      return 1;
+      if (!(err instanceof FerryError) || err.code !== 'not_found' || options.parents !== true) throw err;
+      if (options.mayCreateParents === false) throw new FerryError('permission_denied', 'Your account may not mkdir');
+      missing = true;
     }
+    const target: S3Target = { home: this.#home, segments, shown, overwrite, parents: missing, ...(options.mtime !== undefined ? { mtime: options.mtime } : {}) };
+    return { target, replaces };
   }
 
   async #mustBeFolder(segments: readonly string[], verb: string, shown: string): Promise<void> {

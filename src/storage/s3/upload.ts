@@ -110,7 +110,8 @@ export class S3Upload implements Upload {
   #part: Buffer | null = null;
   #partLength = 0;
   #partNumber = 0;
-  #mpu: Multipart | null = null;
+  /** The multipart upload, created with the first part (see `#start`); null while everything fits in one part. */
+  #starting: Promise<Multipart> | null = null;
   #inFlight = new Set<Promise<void>>();
   #error: unknown = null;
   #done = false;
@@ -174,7 +175,7 @@ export class S3Upload implements Upload {
       await Promise.all(this.#inFlight);
       this.#check();
       if (this.#t.parents) await this.#t.home.parents(this.#t.segments, true, 'upload', shown);
-      await (this.#mpu as Multipart).complete(this.#t.overwrite);
+      await (await (this.#starting as Promise<Multipart>)).complete(this.#t.overwrite);
       this.#done = true;
       return { name: this.#t.segments.at(-1) as string, type: 'file', size: this.#size, mtime: Math.floor(this.#t.mtime ?? Date.now()) };
     } catch (err) {
@@ -198,8 +199,7 @@ export class S3Upload implements Upload {
     this.#partLength = 0;
     const n = ++this.#partNumber;
     const task = (async () => {
-      const mpu = (this.#mpu ??= await this.#start());
-      await mpu.part(n, body);
+      await (await this.#start()).part(n, body);
     })().catch((err: unknown) => {
       this.#error ??= err;
     });
@@ -209,8 +209,6 @@ export class S3Upload implements Upload {
     this.#check();
   }
 
-  #starting: Promise<Multipart> | null = null;
-
   /** Creates the multipart upload (once; parts sent together wait for the same one). */
   #start(): Promise<Multipart> {
     this.#starting ??= (async () => {
@@ -219,9 +217,7 @@ export class S3Upload implements Upload {
       const { UploadId } = await home.client.send(
         new CreateMultipartUploadCommand({ Bucket: home.bucket, Key: key, Metadata: { [META_MTIME]: String(this.#t.mtime ?? Date.now()) } }),
       );
-      const mpu = new Multipart(home, key, UploadId as string, this.#t.shown);
-      this.#mpu = mpu;
-      return mpu;
+      return new Multipart(home, key, UploadId as string, this.#t.shown);
     })();
     return this.#starting;
   }
@@ -235,7 +231,6 @@ export class S3Upload implements Upload {
     await Promise.all(this.#inFlight);
     const starting = this.#starting;
     this.#starting = null;
-    this.#mpu = null;
     this.#part = null;
     this.#partLength = 0;
     this.#partNumber = 0;

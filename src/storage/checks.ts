@@ -17,3 +17,8 @@ export function checkHomeName(user: string): void {
     throw new FerryError('invalid_username', `User name ${quotePath(String(user))} cannot name a home directory`);
   }
 }
+
+/** Checks a listing's page size (Storage.list, listTree): a positive whole number; a RangeError otherwise. */
+export function checkPageSize(pageSize: number): void {
+  if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw new RangeError(`Page size ${pageSize} is not a positive integer`);
+}
