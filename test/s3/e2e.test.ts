@@ -2,11 +2,12 @@
 // a real object store. The original use cases (sign-up, UPLD, LIST, DWLD, MKDIR, RENAME, STAT --sha256, DELF,
 // RDLOG) and a batch tree up and down; files outlive the server (a new one on the same store finds them); a bad
 // store stops `ferry serve` at start with one line.
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { childEnv, cleanup, runFerry, sha256File, startServer, tempDir, waitUntil, type ServerHandle } from '../e2e/harness.ts';
+import { childEnv, cleanup, exited, runFerry, sha256File, startFerry, startServer, tempDir, waitUntil, type ServerHandle } from '../e2e/harness.ts';
 import { batch, exitedWithin, hashTree, makeTree, manifest, startBatch } from '../batch/e2e-helpers.ts';
 import { allKeys, closeStore, openStore, startForwarder, withStore as withStoreIn, storeMissing, type TestStore } from './store.ts';
 
@@ -36,6 +37,9 @@ async function serve(prefix: string, dataDir?: string): Promise<ServerHandle> {
 
 const withStore = (name: string, body: () => Promise<void>) => withStoreIn(t, name, body);
 
+/** The file keys under a prefix (folder markers left out). */
+const listHomeKeys = async (s: TestStore, prefix: string) => (await allKeys(s, prefix)).filter((k) => !k.endsWith('/'));
+
 withStore('the original dialog against the object store, and files outlive the server', async () => {
   const server = await serve('site');
   assert.match(server.output(), /files in s3:\/\/ferry-test-[0-9a-f]+\/site at http:\/\/127\.0\.0\.1:\d+/);
@@ -58,6 +62,37 @@ withStore('the original dialog against the object store, and files outlive the s
   assert.is(list.code, 0, list.stdout + list.stderr);
   assert.match(list.stdout, /b\.txt/);
   assert.is(readFileSync(join(work, 'b2.txt'), 'utf8'), 'hello from ferry to the store\n');
+});
+
+withStore('a server killed mid-upload: another server on the same store resumes from the parts stored, verified', async () => {
+  const s = store as TestStore;
+  const first = await serve('killed');
+  const big = join(work, 'killed.bin');
+  writeFileSync(big, randomBytes(40 * 1024 * 1024));
+  const signup = await first.connect('dora', 'dora-password', ['LIST'], { signup: true });
+  assert.is(signup.code, 0, signup.stderr);
+  const client = startFerry(['connect', `127.0.0.1:${first.port}`, '--user', 'dora', '--fingerprint', first.fingerprint], {
+    env: childEnv(first.home, { ...s.env, FERRY_PASSWORD: 'dora-password' }),
+    input: `UPLD ${big} killed.bin\n`,
+  });
+  // Under way: a checkpoint names parts the store has taken.
+  for (const deadline = Date.now() + 60_000; (await allKeys(s, 'killed/uploads/dora/')).length === 0; ) {
+    if (Date.now() > deadline || client.exitCode !== null) throw new Error(`no part stored: ${client.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await first.kill();
+  await exited(client);
+  const second = await serve('killed', first.dataDir);
+  assert.equal(await listHomeKeys(s, 'killed/homes/dora/'), [], 'nothing visible');
+  const resumed = await second.connect('dora', 'dora-password', [`UPLD ${big} killed.bin --resume`, 'STAT killed.bin --sha256'], { timeoutMs: 60_000 });
+  assert.is(resumed.code, 0, resumed.stdout + resumed.stderr);
+  assert.match(resumed.stdout, /\(resumed at [\d.]+ MiB\)/);
+  assert.match(resumed.stdout, new RegExp(sha256File(big)));
+  const back = join(work, 'killed-back.bin');
+  const down = await second.connect('dora', 'dora-password', [`DWLD killed.bin ${back}`], { timeoutMs: 60_000 });
+  assert.is(down.code, 0, down.stderr);
+  assert.is(sha256File(back), sha256File(big));
+  assert.equal(await allKeys(s, 'killed/uploads/'), [], 'the checkpoint went with the commit');
 });
 
 withStore('ferry batch: a tree up and back, every file verified, one large file in parts', async () => {

@@ -46,7 +46,8 @@ withStore('a small file carries its SHA-256 and time in metadata, under its key'
   assert.ok((await allKeys(store as TestStore)).includes(`${PREFIX}/homes/alice/notes.txt`));
 });
 
-withStore('no multipart upload is left open after a commit, a mismatch or an abort', async () => {
+withStore('no multipart upload or checkpoint is left after a commit, a mismatch or an abort that keeps nothing', async () => {
+  const s = store as TestStore;
   const bytes = randomBytes(2 * PART_SIZE + 12_345);
   await put(alice, 'big.bin', bytes, { chunk: 256 * 1024 });
   const bad = await alice.createUpload('bad.bin', { size: bytes.length });
@@ -55,9 +56,107 @@ withStore('no multipart upload is left open after a commit, a mismatch or an abo
   await bad.abort(false);
   const dropped = await alice.createUpload('dropped.bin', { size: bytes.length });
   await dropped.write([bytes.subarray(0, PART_SIZE + 10)]);
-  await dropped.abort(true);
-  assert.equal(await openUploads(store as TestStore), []);
-  assert.is(await alice.recordedSha256?.('big.bin'), null, 'a multipart object has no digest in metadata (STAT --sha256 reads it)');
+  await dropped.abort(false);
+  assert.equal(await openUploads(s), []);
+  assert.equal(await allKeys(s, `${PREFIX}/uploads/`), []);
+});
+
+withStore('a multipart object\'s SHA-256 is recorded beside it: stat needs no read; rename carries it, overwrite and remove end it', async () => {
+  const s = store as TestStore;
+  const bytes = randomBytes(PART_SIZE + 777);
+  await put(alice, 'm/one.bin', bytes, { parents: true, mtime: 1_750_000_000_000 });
+  assert.is(await alice.recordedSha256?.('m/one.bin'), sha(bytes));
+  assert.equal(await allKeys(s, `${PREFIX}/sums/alice/m/`), [`${PREFIX}/sums/alice/m/one.bin`]);
+  await alice.rename('m/one.bin', 'm/two.bin');
+  assert.is(await alice.recordedSha256?.('m/two.bin'), sha(bytes), 'the copy carries it in its metadata');
+  assert.equal(await alice.stat('m/two.bin'), { name: 'two.bin', type: 'file', size: bytes.length, mtime: 1_750_000_000_000 });
+  assert.equal(await allKeys(s, `${PREFIX}/sums/alice/m/`), [], 'the record of the old name went with it');
+  const other = randomBytes(PART_SIZE + 5);
+  await put(alice, 'm/three.bin', bytes);
+  // Another object put at the key without ferry's record (as another tool would): the old record does not count.
+  const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+  await s.client.send(new PutObjectCommand({ Bucket: s.bucket, Key: `${PREFIX}/homes/alice/m/three.bin`, Body: other }));
+  assert.is(await alice.recordedSha256?.('m/three.bin'), null);
+  await put(alice, 'm/four.bin', bytes);
+  await alice.remove('m/four.bin');
+  assert.equal(await allKeys(s, `${PREFIX}/sums/alice/m/four`), []);
+});
+
+withStore('resume: an upload cut off goes on from the parts stored, on this driver or another (a restart, another server)', async () => {
+  const s = store as TestStore;
+  const bytes = randomBytes(3 * PART_SIZE + 4321);
+  const first = await alice.createUpload('resumed.bin', { size: bytes.length, mtime: 1_760_000_000_000 });
+  assert.is(first.offset, 0);
+  await first.write([bytes.subarray(0, PART_SIZE + 6 * 1024 * 1024)]); // one part sent, 6 MiB being filled
+  await first.abort(true);
+  assert.is((await openUploads(s)).length, 1, 'the multipart upload stays');
+  assert.is(await alice.stat('resumed.bin'), null, 'nothing visible');
+
+  const again = await alice.createUpload('resumed.bin', { size: bytes.length, mtime: 1_760_000_000_000, resume: true });
+  assert.is(again.offset, PART_SIZE + 6 * 1024 * 1024, 'the part being filled was stored as the upload stopped');
+  assert.is(again.prefixSha256, sha(bytes.subarray(0, again.offset)));
+  await again.write([bytes.subarray(again.offset, 2 * PART_SIZE + 6 * 1024 * 1024 + 10)]);
+  await again.abort(true);
+
+  const restarted = new S3Driver({ bucket: s.bucket, prefix: PREFIX }, { endpoint: s.endpoint });
+  try {
+    const third = await restarted.forUser('alice').createUpload('resumed.bin', { size: bytes.length, resume: true });
+    assert.is(third.offset, 2 * PART_SIZE + 6 * 1024 * 1024);
+    assert.is(third.prefixSha256, sha(bytes.subarray(0, third.offset)));
+    await third.write([bytes.subarray(third.offset)]);
+    const entry = await third.commit(sha(bytes));
+    assert.equal(entry, { name: 'resumed.bin', type: 'file', size: bytes.length, mtime: 1_760_000_000_000 });
+  } finally {
+    restarted.close();
+  }
+  assert.ok((await readAll(alice, 'resumed.bin')).equals(bytes));
+  assert.is(await alice.recordedSha256?.('resumed.bin'), sha(bytes));
+  assert.equal(await openUploads(s), []);
+  assert.equal(await allKeys(s, `${PREFIX}/uploads/`), []);
+});
+
+withStore('resume is verified: parts gone from the store, another size or time, or a new upload without resume start from 0', async () => {
+  const s = store as TestStore;
+  const bytes = randomBytes(2 * PART_SIZE + 99);
+  const cut = async (options: { mtime?: number } = {}) => {
+    const up = await alice.createUpload('v.bin', { size: bytes.length, overwrite: true, ...options });
+    await up.write([bytes.subarray(0, PART_SIZE + 1)]);
+    await up.abort(true);
+  };
+  await cut({ mtime: 1_000_000_000_000 });
+  assert.is((await alice.createUpload('v.bin', { size: bytes.length + 1, resume: true }).then(async (u) => (await u.abort(false), u.offset))), 0, 'another size');
+  const otherTime = await alice.createUpload('v.bin', { size: bytes.length, mtime: 1_000_000_000_001, resume: true });
+  assert.is(otherTime.offset, 0, 'another time: the file changed');
+  await otherTime.abort(false);
+  assert.equal(await openUploads(s), [], 'what cannot be resumed is aborted');
+
+  await cut();
+  for (const u of await openUploads(s)) {
+    const { AbortMultipartUploadCommand } = await import('@aws-sdk/client-s3');
+    await s.client.send(new AbortMultipartUploadCommand({ Bucket: s.bucket, Key: u.key, UploadId: u.id }));
+  }
+  const gone = await alice.createUpload('v.bin', { size: bytes.length, resume: true });
+  assert.is(gone.offset, 0, 'the parts are gone: nothing to trust');
+  await gone.abort(false);
+  assert.equal(await allKeys(s, `${PREFIX}/uploads/`), [], 'and its checkpoint went');
+
+  await cut();
+  const fresh = await alice.createUpload('v.bin', { size: bytes.length });
+  await fresh.write([bytes]);
+  await fresh.commit(sha(bytes));
+  assert.equal(await openUploads(s), [], 'an upload without resume drops the one left off');
+  assert.equal(await allKeys(s, `${PREFIX}/uploads/`), []);
+
+  await cut();
+  const differs = await alice.createUpload('v.bin', { size: bytes.length, resume: true, overwrite: true });
+  assert.is(differs.offset, PART_SIZE);
+  await differs.restart(); // the client's prefix differed
+  const changed = Buffer.from(bytes);
+  changed.writeUInt8(changed.readUInt8(5) ^ 1, 5);
+  await differs.write([changed]);
+  await differs.commit(sha(changed));
+  assert.ok((await readAll(alice, 'v.bin')).equals(changed));
+  assert.equal(await openUploads(s), []);
 });
 
 withStore('rename copies the file with its recorded SHA-256 and time, then deletes the original', async () => {
@@ -69,23 +168,40 @@ withStore('rename copies the file with its recorded SHA-256 and time, then delet
   assert.equal(keys.sort(), [`${PREFIX}/homes/alice/r/`, `${PREFIX}/homes/alice/r/b.txt`]);
 });
 
-withStore('every key the driver writes is under <prefix>/homes/<user>/', async () => {
+withStore('every key the driver writes is under <prefix>/{homes,uploads,sums}/<user>/', async () => {
   const bob = driver.forUser('bob');
   await put(bob, 'mine.txt', Buffer.from('bob'));
+  const cut = await bob.createUpload('cut.bin', { size: 2 * PART_SIZE });
+  await cut.write([Buffer.alloc(PART_SIZE + 1)]);
+  await cut.abort(true);
   const keys = await allKeys(store as TestStore);
-  assert.ok(keys.length > 0);
-  assert.ok(keys.every((k) => k.startsWith(`${PREFIX}/homes/alice/`) || k.startsWith(`${PREFIX}/homes/bob/`)), keys.filter((k) => !k.startsWith(`${PREFIX}/homes/`)).join(', '));
+  assert.ok(keys.some((k) => k.startsWith(`${PREFIX}/uploads/bob/`)));
+  const mine = /^srv\/one\/(homes|uploads|sums)\/(alice|bob)\//;
+  assert.ok(keys.every((k) => mine.test(k)), keys.filter((k) => !mine.test(k)).join(', '));
+  await (await bob.createUpload('cut.bin', { size: 2 * PART_SIZE, resume: true })).abort(false);
 });
 
-withStore('the sweeper aborts multipart uploads older than the partial age', async () => {
+withStore('the sweeper aborts multipart uploads older than the partial age, but not one whose checkpoint was written since', async () => {
   const s = store as TestStore;
   const before = (await openUploads(s)).length;
   await s.client.send(new CreateMultipartUploadCommand({ Bucket: s.bucket, Key: `${PREFIX}/homes/alice/abandoned.bin` }));
-  assert.is((await openUploads(s)).length, before + 1);
-  assert.is(await driver.sweepPartials(7 * 24 * 3600_000), 0, 'a young one stays');
-  await new Promise((r) => setTimeout(r, 1100)); // the store gives the start time in whole seconds
-  assert.is(await driver.sweepPartials(0), before + 1);
+  const kept = await alice.createUpload('kept.bin', { size: 2 * PART_SIZE });
+  await kept.write([Buffer.alloc(PART_SIZE + 1)]);
+  await kept.abort(true);
+  assert.is((await openUploads(s)).length, before + 2);
+  assert.is(await driver.sweepPartials(7 * 24 * 3600_000), 0, 'young ones stay');
+  await new Promise((r) => setTimeout(r, 2100)); // the store gives times in whole seconds
+  // The cut-off upload is resumed (its checkpoint written anew) just before the sweep.
+  const resumed = await alice.createUpload('kept.bin', { size: 2 * PART_SIZE, resume: true });
+  assert.is(resumed.offset, PART_SIZE);
+  await resumed.write([Buffer.alloc(PART_SIZE)]);
+  await resumed.abort(true);
+  assert.is(await driver.sweepPartials(1500), before + 1);
+  assert.equal((await openUploads(s)).map((u) => u.key), [`${PREFIX}/homes/alice/kept.bin`]);
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.is(await driver.sweepPartials(0), 1);
   assert.equal(await openUploads(s), []);
+  assert.equal(await allKeys(s, `${PREFIX}/uploads/`), [], 'checkpoints older than the age go too');
 });
 
 withStore('a store that is not there: one line at start, and unavailable (retryable) for requests', async () => {

@@ -122,6 +122,41 @@ export function conformance(subject: Subject): void {
     }
   });
 
+  test('resume: an upload cut off goes on from what is stored (verified by its SHA-256), here or on a second server; a differing prefix restarts', async () => {
+    const bytes = randomBytes(LARGE);
+    const cutAt = 8 * 1024 * 1024 + 6 * 1024 * 1024;
+    const first = await alice.createUpload('resume/big.bin', { size: LARGE, parents: true, mtime: 1_760_000_000_000 });
+    await first.write([bytes.subarray(0, cutAt)]);
+    await first.abort(true);
+    assert.is(await alice.stat('resume/big.bin'), null, 'nothing visible');
+    const again = await alice.createUpload('resume/big.bin', { size: LARGE, parents: true, mtime: 1_760_000_000_000, resume: true });
+    // What is kept is the driver's (every byte on disk; whole parts in an object store), never more than was sent.
+    assert.ok(again.offset > 0 && again.offset <= cutAt, `offset ${again.offset}`);
+    assert.is(again.prefixSha256, sha(bytes.subarray(0, again.offset)));
+    assert.is(again.received, again.offset);
+    await again.write([bytes.subarray(again.offset, cutAt + 1000)]);
+    await again.abort(true);
+    const second = (place as NonNullable<typeof place>).second;
+    const next = await (second ?? place!.driver).forUser('alice').createUpload('resume/big.bin', { size: LARGE, parents: true, mtime: 1_760_000_000_000, resume: true });
+    assert.ok(next.offset >= again.offset, `offset ${next.offset}`);
+    assert.is(next.prefixSha256, sha(bytes.subarray(0, next.offset)));
+    await next.write([bytes.subarray(next.offset)]);
+    assert.equal(await next.commit(sha(bytes)), { name: 'big.bin', type: 'file', size: LARGE, mtime: 1_760_000_000_000 });
+    assert.ok((await readAll(alice, 'resume/big.bin')).equals(bytes));
+    const fresh = await alice.createUpload('resume/big.bin', { size: LARGE, resume: true, overwrite: true });
+    assert.is(fresh.offset, 0, 'nothing left to resume once committed');
+    await fresh.write([bytes.subarray(0, cutAt)]);
+    await fresh.abort(true);
+    const differs = await alice.createUpload('resume/big.bin', { size: LARGE, resume: true, overwrite: true });
+    assert.ok(differs.offset > 0);
+    await differs.restart();
+    assert.is(differs.received, 0);
+    const changed = randomBytes(LARGE);
+    await differs.write([changed]);
+    await differs.commit(sha(changed));
+    assert.ok((await readAll(alice, 'resume/big.bin')).equals(changed));
+  });
+
   test('refusals: exists, overwrite, is_a_directory, missing parents, a file in the way', async () => {
     await put(alice, 'e.txt', Buffer.from('one'));
     assert.is(await codeOf(put(alice, 'e.txt', Buffer.from('two'))), 'exists');

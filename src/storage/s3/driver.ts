@@ -1,4 +1,5 @@
-import { AbortMultipartUploadCommand, HeadBucketCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, DeleteObjectCommand, HeadBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client, type _Object } from '@aws-sdk/client-s3';
+import { uploadIdOf } from './checkpoint.ts';
 import { NameLocks } from '../local/partials.ts';
 import { checkHomeName } from '../checks.ts';
 import type { Storage, StorageDriver } from '../storage.ts';
@@ -9,8 +10,9 @@ import { S3Storage } from './storage.ts';
 
 /**
  * Stores each user's files in an S3-compatible object store: `<prefix>/homes/<user>/<path>` in one bucket (see
- * S3Home). Uploads in progress are multipart uploads on their final key, invisible until completed; the
- * sweeper aborts those older than the partial age (7 days by default). Credentials come from the environment or
+ * S3Home). Uploads in progress are multipart uploads on their final key, invisible until completed, each described
+ * by a checkpoint to resume it (checkpoint.ts); the sweeper aborts those not written to for the partial age (7
+ * days by default). Credentials come from the environment or
  * the usual AWS files (the SDK's default chain), never from the command line.
  */
 export class S3Driver implements StorageDriver {
@@ -62,13 +64,24 @@ export class S3Driver implements StorageDriver {
 
   forUser(user: string): Storage {
     checkHomeName(user);
-    return new S3Storage(new S3Home(this.#client, this.#location.bucket, `${this.#base}homes/${user}/`), this.#locks);
+    return new S3Storage(new S3Home(this.#client, this.#location.bucket, this.#base, user), this.#locks);
   }
 
-  /** Aborts multipart uploads under this server's homes started more than `maxAgeMs` ago; returns how many. */
+  /**
+   * Aborts the multipart uploads under this server's homes started more than `maxAgeMs` ago — but those whose
+   * checkpoint was written since (an upload resumed lately is alive, as a local partial written lately is) — and
+   * deletes checkpoints older than that. Returns how many uploads it aborted.
+   */
   async sweepPartials(maxAgeMs: number): Promise<number> {
     const { bucket } = this.#location;
     const before = Date.now() - maxAgeMs;
+    const alive = new Set<string>();
+    const old: string[] = [];
+    for await (const o of this.#objects(`${this.#base}uploads/`)) {
+      if (!o.Key) continue;
+      if ((o.LastModified?.getTime() ?? 0) >= before) alive.add(uploadIdOf(o.Key));
+      else old.push(o.Key);
+    }
     let swept = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -77,14 +90,26 @@ export class S3Driver implements StorageDriver {
         new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: `${this.#base}homes/`, ...(keyMarker ? { KeyMarker: keyMarker } : {}), ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}) }),
       );
       for (const u of out.Uploads ?? []) {
-        if (u.Initiated === undefined || u.Initiated.getTime() >= before || !u.Key || !u.UploadId) continue;
+        if (u.Initiated === undefined || u.Initiated.getTime() >= before || !u.Key || !u.UploadId || alive.has(u.UploadId)) continue;
         await this.#client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId })).catch(() => {});
         swept++;
       }
-      if (!out.IsTruncated) return swept;
+      if (!out.IsTruncated) break;
       keyMarker = out.NextKeyMarker;
       uploadIdMarker = out.NextUploadIdMarker;
     }
+    for (const key of old) await this.#client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => {});
+    return swept;
+  }
+
+  /** Every object under a prefix, page by page. */
+  async *#objects(prefix: string): AsyncIterable<_Object> {
+    let token: string | undefined;
+    do {
+      const out = await this.#client.send(new ListObjectsV2Command({ Bucket: this.#location.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }));
+      yield* out.Contents ?? [];
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token !== undefined);
   }
 
   /** Closes the SDK's connections. */

@@ -1,4 +1,5 @@
 import {
+  DeleteObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -22,6 +23,8 @@ export interface FileObject {
   etag: string;
   /** The SHA-256 recorded at upload (hex), or null for an object stored without it. */
   sha256: string | null;
+  /** The store's LastModified (ms since epoch). */
+  modified: number;
 }
 
 /**
@@ -29,15 +32,29 @@ export interface FileObject {
  * virtual path joined with '/', and nothing else — a request cannot name a key of another user or outside the
  * prefix, because segments never hold '/', '..' or '.' (core/paths.ts) and user names are single segments.
  * Folders are key prefixes; a folder that must exist while empty (made by mkdir, or as an upload's parent) also
- * has a marker object, its key with a trailing '/'.
+ * has a marker object, its key with a trailing '/'. Beside the homes, and out of every user's reach, the driver
+ * keeps the descriptions of uploads in progress (`<prefix>/uploads/<user>/`) and the digests of multipart objects
+ * (`<prefix>/sums/<user>/`).
  */
 export class S3Home {
+  /** `<prefix>/homes/<user>/` (ends with '/'). */
+  readonly root: string;
+  /** `<prefix>/uploads/<user>/`: where uploads in progress are described, to resume them (upload.ts). */
+  readonly uploads: string;
+  /** `<prefix>/sums/<user>/`: the SHA-256 of multipart objects, recorded after they are completed (sums.ts). */
+  readonly sums: string;
+
   constructor(
     readonly client: S3Client,
     readonly bucket: string,
-    /** `<prefix>/homes/<user>/` (ends with '/'). */
-    readonly root: string,
-  ) {}
+    /** The prefix every key of this server starts with ('' or `prefix/`). */
+    base: string,
+    user: string,
+  ) {
+    this.root = `${base}homes/${user}/`;
+    this.uploads = `${base}uploads/${user}/`;
+    this.sums = `${base}sums/${user}/`;
+  }
 
   /** The key of a file (or, with a trailing '/', of a folder's marker and contents). */
   key(segments: readonly string[]): string {
@@ -102,6 +119,42 @@ export class S3Home {
     return missing.length;
   }
 
+  /**
+   * Records the SHA-256 of a multipart object just completed (its metadata was set before its digest was known):
+   * an empty object at `<sums>/<path>` naming the object's ETag, LastModified and size, so that the record counts
+   * only for this very object (an object put there later differs in one of them). Best effort: without a record,
+   * `recordedSha256` is null and the file is read to hash it.
+   */
+  async recordSha256(segments: readonly string[], sha256: string): Promise<void> {
+    try {
+      const f = fileOf(await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(segments) })));
+      const Metadata = { [META_SHA256]: sha256, 'ferry-etag': f.etag.replaceAll('"', ''), 'ferry-modified': String(f.modified), 'ferry-size': String(f.size) };
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.sums + segments.join('/'), Body: new Uint8Array(0), Metadata }));
+    } catch {
+      // a digest not recorded is computed when asked for
+    }
+  }
+
+  /** The SHA-256 of a file: from its own metadata, or from the record `recordSha256` made for this very object; else null. */
+  async sha256Of(segments: readonly string[], f: FileObject): Promise<string | null> {
+    if (f.sha256 !== null) return f.sha256;
+    let head: HeadObjectCommandOutput;
+    try {
+      head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.sums + segments.join('/') }));
+    } catch {
+      return null;
+    }
+    const m = head.Metadata ?? {};
+    const same = m['ferry-etag'] === f.etag.replaceAll('"', '') && m['ferry-modified'] === String(f.modified) && m['ferry-size'] === String(f.size);
+    const sha256 = m[META_SHA256];
+    return same && sha256 !== undefined && /^[0-9a-f]{64}$/.test(sha256) ? sha256 : null;
+  }
+
+  /** Deletes the digest record of a file (after the file went). Best effort: a stale record matches no object. */
+  async dropSha256(segments: readonly string[]): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.sums + segments.join('/') })).catch(() => {});
+  }
+
   /** Makes the marker object of a folder (it then exists while empty). */
   async putMarker(segments: readonly string[], verb: string, shown: string): Promise<void> {
     try {
@@ -121,6 +174,7 @@ export function fileOf(head: HeadObjectCommandOutput): FileObject {
     mtime: Number.isSafeInteger(mtime) && mtime >= 0 ? mtime : (head.LastModified?.getTime() ?? 0),
     etag: head.ETag ?? '',
     sha256: sha256 !== undefined && /^[0-9a-f]{64}$/.test(sha256) ? sha256 : null,
+    modified: head.LastModified?.getTime() ?? 0,
   };
 }
 

@@ -8,7 +8,7 @@ import type { NameLocks } from '../local/partials.ts';
 import { show } from '../local/errors.ts';
 import type { BundleSink, ReadHandle, Storage, Upload, UploadOptions, WholeOptions } from '../storage.ts';
 import { s3Fail } from './client.ts';
-import { fileEntry, fileOf, type S3Home } from './home.ts';
+import { fileEntry, fileOf, META_MTIME, META_SHA256, type S3Home } from './home.ts';
 import { S3ReadHandle } from './read.ts';
 import { S3Upload, storeWhole, type S3Target } from './upload.ts';
 
@@ -16,7 +16,7 @@ import { S3Upload, storeWhole, type S3Target } from './upload.ts';
  * One user's files in an object store (see S3Home for the key layout). The same operations, semantics and error
  * codes as the local driver, with these differences of an object store: a listing's times are the store's
  * (LastModified) where `stat` gives the time the client sent; renaming a folder that holds files is refused
- * (it would be one copy and one delete per object, never atomic); uploads do not resume yet.
+ * (it would be one copy and one delete per object, never atomic); files under one part (8 MiB) do not resume.
  */
 export class S3Storage implements Storage {
   readonly #home: S3Home;
@@ -42,7 +42,8 @@ export class S3Storage implements Storage {
   /** The SHA-256 recorded with a file at upload, or null (not a file, or stored without it). */
   async recordedSha256(path: string): Promise<string | null> {
     const segments = parseVirtualPath(path);
-    return (await this.#home.file(segments, 'stat', show(segments)))?.sha256 ?? null;
+    const file = await this.#home.file(segments, 'stat', show(segments));
+    return file === null ? null : this.#home.sha256Of(segments, file);
   }
 
   async *list(path: string, pageSize = 1000): AsyncIterable<Entry[]> {
@@ -118,7 +119,7 @@ export class S3Storage implements Storage {
     const release = this.#lock(segments, shown);
     try {
       const { target, replaces } = await this.#checkUpload(segments, shown, options);
-      return new S3Upload(target, options.size, replaces, target.parents, release);
+      return await S3Upload.open(target, options.size, options.resume === true, replaces, target.parents, release);
     } catch (err) {
       release();
       throw err;
@@ -151,7 +152,12 @@ export class S3Storage implements Storage {
     const shown = show(segments);
     const verb = 'remove';
     if (segments.length === 0) throw new FerryError('invalid_path', 'Cannot remove your home');
-    if ((await this.#home.file(segments, verb, shown)) !== null) return this.#delete(this.#home.key(segments), verb, shown);
+    const file = await this.#home.file(segments, verb, shown);
+    if (file !== null) {
+      await this.#delete(this.#home.key(segments), verb, shown);
+      if (file.sha256 === null) await this.#home.dropSha256(segments);
+      return;
+    }
     const under = await this.#home.firstUnder(segments, 2, verb, shown);
     if (under.length === 0) throw new FerryError('not_found', `Cannot remove ${shown}: no such file or directory`);
     const marker = this.#home.folder(segments);
@@ -219,26 +225,30 @@ export class S3Storage implements Storage {
       await this.#home.parents(dest, false, verb, shownTo);
       const key = this.#home.key(dest);
       const { client, bucket } = this.#home;
+      // A multipart object's digest is recorded beside it (S3Home.recordSha256): its copy carries it in metadata.
+      const sha256 = await this.#home.sha256Of(source, file);
+      const carried = file.sha256 === null && sha256 !== null;
       try {
         await client.send(
           new CopyObjectCommand({
             Bucket: bucket,
             Key: key,
             CopySource: `${bucket}/${encodeURIComponent(this.#home.key(source)).replaceAll('%2F', '/')}`,
-            MetadataDirective: 'COPY',
+            ...(carried ? { MetadataDirective: 'REPLACE', Metadata: { [META_MTIME]: String(file.mtime), [META_SHA256]: sha256 } } : { MetadataDirective: 'COPY' }),
           }),
         );
         // The copy is checked against what was seen of the original (size, time and digest it carries): a copy of
         // anything else is not followed by the delete. (A conditional copy on the ETag is not used: Swift compares
         // it with its own manifest's ETag for multipart objects, and refuses every such copy.)
         const copy = fileOf(await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key })));
-        if (copy.size !== file.size || copy.mtime !== file.mtime || copy.sha256 !== file.sha256) {
+        if (copy.size !== file.size || copy.mtime !== file.mtime || copy.sha256 !== (carried ? sha256 : file.sha256)) {
           throw new FerryError('internal', `Cannot rename ${shownFrom}: the copy in the object store differs from the original (the original is kept)`);
         }
       } catch (err) {
         throw s3Fail(err, verb, shownFrom);
       }
       await this.#delete(this.#home.key(source), verb, shownFrom);
+      if (file.sha256 === null) await this.#home.dropSha256(source);
     } finally {
       releaseSource();
       release();
