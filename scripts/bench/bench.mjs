@@ -7,6 +7,9 @@
 //   npm run bench -- --quick      short run (< 2 min: 256 MiB, one run each, no 100 MiB or disk run, 10 clients),
 //                                 prints the tables; add --write to update the doc
 //   options: --only up1g,treeup,...  run only some workloads (names in WORKLOADS below); --keep keeps the temp dir
+//   npm run bench -- --only s3    ferry on an object store (Swift, started by scripts/services/swift.sh unless
+//                                 S3_ENDPOINT and AWS_* are set) against the AWS SDK moving the same files
+//                                 directly (scripts/bench/s3-sdk.mjs); writes its own section of the doc
 //
 // Needs root for apt-get when a tool is missing (otherwise the peer is skipped with a note), Linux /proc.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
@@ -291,7 +294,7 @@ async function socatCopy(senderCmd, receiverCmd) {
  * One measured run: prepare() outside the clock, run() timed, the server's CPU (own + reaped children)
  * and RSS (tree sampled; VmHWM for ferry) measured around it, then verify() or the run does not count.
  */
-async function measure(peer, server, prepare, run, dest, expected) {
+async function measure(peer, server, prepare, run, dest, expected, verify) {
   await prepare?.();
   let cpu0 = 0, sampler = null;
   if (server) { await waitNoChildren(server.pid); resetPeak(server.pid); const s = procStat(server.pid); cpu0 = s.self + s.kids; sampler = rssSampler(server.pid); }
@@ -302,7 +305,7 @@ async function measure(peer, server, prepare, run, dest, expected) {
     serverRss = sampler.stop();
     const s = procStat(server.pid); serverCpu = s.self + s.kids - cpu0;
   }
-  const got = await fingerprintOf(dest);
+  const got = verify ? await verify() : await fingerprintOf(dest);
   if (got !== expected) throw new Error(`${peer}: verification failed for ${dest}: got ${got}, want ${expected}`);
   return { wall: r.wall, cpu: r.cpu, rss: r.rss, serverCpu, serverRss };
 }
@@ -320,7 +323,7 @@ async function rounds(workload, bytes, peers, runs, warm) {
     for (const p of peers) {
       const e = record(workload, p.name, bytes, p.note);
       try {
-        const r = await measure(p.name, p.server, p.prepare, p.run, p.dest, p.expected);
+        const r = await measure(p.name, p.server, p.prepare, p.run, p.dest, p.expected, p.verify);
         if (i >= 0) e.runs.push(r);
         log(`${workload} ${p.name}${i < 0 ? ' (warm-up)' : ''}: ${r.wall.toFixed(3)} s`);
       } catch (err) {
@@ -353,10 +356,12 @@ function table(workload) {
 }
 
 // ------------------------------------------------------------------------------------------- main
-const WORKLOADS = ['up1g', 'down1g', 'up100m', 'down100m', 'dirup', 'dirdown', 'treeup', 'treedown', 'connect', 'disk1g', 'concurrent', 'rss'];
+const WORKLOADS = ['up1g', 'down1g', 'up100m', 'down100m', 'dirup', 'dirdown', 'treeup', 'treedown', 'connect', 'disk1g', 'concurrent', 'rss', 's3'];
 // --quick skips the 100 MiB and disk workloads (the 256 MiB file stands in for both) to stay under 2 minutes.
 const QUICK_SKIP = ['up100m', 'down100m', 'disk1g'];
-const want = (w) => (ONLY ? ONLY.includes(w) : !(QUICK && QUICK_SKIP.includes(w)));
+const want = (w) => (ONLY ? ONLY.includes(w) : w !== 's3' && !(QUICK && QUICK_SKIP.includes(w)));
+/** The object-store workloads' tables are named so (their own section of the doc). */
+const S3_TAG = 'object store: ';
 
 async function main() {
   const started = new Date();
@@ -368,10 +373,11 @@ async function main() {
   const loads = [];
   const loadTimer = setInterval(() => loads.push(loadavg()[0]), 5000);
 
+  const onlyS3 = ONLY !== null && ONLY.every((w) => w === 's3');
   const ferry = await startFerry(join(T, 'ferry-data'));
-  const ssh = avail.ssh ? await startSshd() : null;
+  const ssh = avail.ssh && !onlyS3 ? await startSshd() : null;
   const ftpRoot = join(T, 'ftp-root');
-  const ftp = avail.ftp || avail.lftp ? await startVsftpd(ftpRoot) : null;
+  const ftp = (avail.ftp || avail.lftp) && !onlyS3 ? await startVsftpd(ftpRoot) : null;
   const sshDir = join(T, 'ssh-dest');
   mkdirSync(sshDir, { recursive: true });
   const local = join(T, 'local');
@@ -520,6 +526,8 @@ async function main() {
     rmSync(src, { force: true });
   }
 
+  const s3 = want('s3') ? await objectStore() : null;
+
   // ---- server RSS vs file size: each size received by a fresh server (what one transfer costs, not what a server
   // that served every workload above kept from them)
   const rss = [];
@@ -558,7 +566,7 @@ async function main() {
   const tools = [`ferry: \`${ferryVersion}\` (dist/ferry, the single executable with its embedded Node)`, `OpenSSH: ${sshV}`,
     ftp ? `vsftpd ${spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'vsftpd'], { encoding: 'utf8' }).stdout.trim()}, ${spawnSync('curl', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].split(' ').slice(0, 2).join(' ')}, lftp ${(/Version (\S+)/.exec(spawnSync('lftp', ['--version'], { encoding: 'utf8' }).stdout) ?? [])[1]}` : 'FTP: skipped',
     avail.socat ? spawnSync('socat', ['-V'], { encoding: 'utf8' }).stdout.split('\n').find((l) => /socat version/.test(l))?.trim() : 'socat: skipped'];
-  const wl = [...new Set(results.map((r) => r.workload))];
+  const wl = [...new Set(results.map((r) => r.workload))].filter((w) => !w.startsWith(S3_TAG));
   const out = [];
   out.push(`Run: \`npm run bench${QUICK ? ' -- --quick' : ''}\`, ${started.toISOString().replace(/\.\d+Z/, 'Z')}, ${((Date.now() - started) / 60000).toFixed(1)} min.`);
   out.push(`Machine: ${cpus().length} vCPU (\`nproc\`), ${cpuModel}, ${(Number(/MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))[1]) / 1048576).toFixed(0)} GiB RAM; load average during the run: median ${median(loads).toFixed(2)}, max ${Math.max(...loads, 0).toFixed(2)} (shared machine: ratios hold better than absolutes).`);
@@ -585,16 +593,155 @@ async function main() {
   if (notes.length) out.push('Notes: ' + notes.join('; ') + '\n');
   const text = out.join('\n');
   console.log(text);
+  const s3Text = s3 ? objectStoreReport(s3, started, loads, ferryVersion) : '';
+  if (s3Text) console.log(s3Text);
   if (WRITE) {
-    writeFileSync(join(ROOT, 'scripts/bench/last-run.json'), JSON.stringify({ quick: QUICK, started, results, concurrent, rss, loads }, null, 1));
-    const doc = join(ROOT, 'docs/benchmarks.md');
-    const begin = '<!-- bench:begin (written by npm run bench; edit outside these markers) -->', end = '<!-- bench:end -->';
-    let cur = existsSync(doc) ? readFileSync(doc, 'utf8') : `# Benchmarks\n\n## Results\n\n${begin}\n${end}\n`;
-    if (!cur.includes(begin)) cur += `\n${begin}\n${end}\n`;
-    cur = cur.slice(0, cur.indexOf(begin) + begin.length) + '\n' + text + '\n' + cur.slice(cur.indexOf(end));
-    writeFileSync(doc, cur);
-    log('wrote', doc);
+    if (!onlyS3) {
+      writeFileSync(join(ROOT, 'scripts/bench/last-run.json'), JSON.stringify({ quick: QUICK, started, results: results.filter((r) => !r.workload.startsWith(S3_TAG)), concurrent, rss, loads }, null, 1));
+      writeSection('<!-- bench:begin (written by npm run bench; edit outside these markers) -->', '<!-- bench:end -->', text);
+    }
+    if (s3) {
+      writeFileSync(join(ROOT, 'scripts/bench/last-run-s3.json'), JSON.stringify({ quick: QUICK, started, results: results.filter((r) => r.workload.startsWith(S3_TAG)), rss: s3.rss, loads }, null, 1));
+      writeSection('<!-- bench-s3:begin (written by npm run bench -- --only s3; edit outside these markers) -->', '<!-- bench-s3:end -->', s3Text);
+    }
   }
+}
+
+/** Replaces what docs/benchmarks.md holds between two markers (added at the end when missing). */
+function writeSection(begin, end, text) {
+  const doc = join(ROOT, 'docs/benchmarks.md');
+  let cur = existsSync(doc) ? readFileSync(doc, 'utf8') : '# Benchmarks\n';
+  if (!cur.includes(begin)) cur += `\n${begin}\n${end}\n`;
+  cur = cur.slice(0, cur.indexOf(begin) + begin.length) + '\n' + text + '\n' + cur.slice(cur.indexOf(end));
+  writeFileSync(doc, cur);
+  log('wrote', doc);
+}
+
+// ------------------------------------------------------------------------------------------- object store
+/**
+ * ferry serve --storage s3 against the AWS SDK (scripts/bench/s3-sdk.mjs) on the same store, round-robin: 1 GiB up
+ * (SDK: lib-storage, 8 MiB parts, 4 at once, as ferry's driver) and down, 2,000 x 4 KiB up and down (SDK: one
+ * PutObject / GetObject per file, as many at once as ferry batch's default concurrency), and the memory of a fresh
+ * server receiving files of two sizes. Every run is verified: what was uploaded is read back from the store and
+ * hashed, what was downloaded is hashed.
+ */
+async function objectStore() {
+  const SDK = join(ROOT, 'scripts/bench/s3-sdk.mjs');
+  let env = {};
+  let swiftDir = null;
+  if (process.env.S3_ENDPOINT && process.env.AWS_ACCESS_KEY_ID) {
+    for (const k of ['S3_ENDPOINT', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION']) if (process.env[k]) env[k] = process.env[k];
+  } else {
+    const swift = join(ROOT, 'scripts/services/swift.sh');
+    execFileSync('bash', [swift, 'install'], { stdio: 'inherit' });
+    swiftDir = join('/var/tmp', `ferry-bench-swift-${process.pid}`);
+    const lines = execFileSync('bash', [swift, 'start', swiftDir]).toString();
+    for (const line of lines.split('\n')) { const m = /^(\w+)=(.*)$/.exec(line.trim()); if (m) env[m[1]] = m[2]; }
+    log('swift started in', swiftDir);
+  }
+  const bucket = 'ferry-bench';
+  execFileSync('node', [join(ROOT, 'scripts/services/s3-bucket.mjs'), bucket], { env: { ...process.env, ...env }, stdio: 'ignore' });
+  const sdk = (argv, extra = {}) => timed('node', [SDK, ...argv], { env: { ...env, ...extra } });
+  const hashOf = async (key) => (await sdk(['hash', `s3://${bucket}/${key}`])).out.trim().split('\n').pop();
+  const storeArgs = (prefix) => ['--storage', `s3://${bucket}/${prefix}`, '--s3-endpoint', env.S3_ENDPOINT];
+  Object.assign(process.env, env); // ferry serve reads the credentials from its environment
+  const fs3 = await startFerry(join(T, 'ferry-s3'), storeArgs('ferry'));
+  const runs = QUICK ? 1 : 3;
+  const out = { rss: [], storeNote: swiftDir ? 'OpenStack Swift with s3api, started by scripts/services/swift.sh' : `the store at ${env.S3_ENDPOINT}` };
+  try {
+    // ---- one large file
+    const size = CFG.big;
+    const src = join(T, 'src-s3.bin');
+    makeFile(src, size);
+    const expected = await fingerprintOf(src);
+    const label = size >= 1024 * MiB ? `${size / (1024 * MiB)} GiB` : `${size / MiB} MiB`;
+    const up = [
+      { name: 'ferry', note: 'UPLD through ferry serve', server: fs3, run: () => fs3.connect([`UPLD ${src} big.bin`, 'QUIT']), verify: () => hashOf('ferry/homes/bench/big.bin') },
+      { name: 'AWS SDK lib-storage', note: 'directly, 8 MiB parts, 4 at once', run: () => sdk(['up', src, `s3://${bucket}/sdk/big.bin`]), verify: () => hashOf('sdk/big.bin') },
+    ];
+    for (const p of up) p.expected = expected;
+    await rounds(`${S3_TAG}upload ${label}`, size, up, runs, false);
+    const ldest = join(T, 'down-s3.bin');
+    const rmf = () => rmSync(ldest, { force: true });
+    const down = [
+      { name: 'ferry', note: 'DWLD through ferry serve', server: fs3, prepare: rmf, run: () => fs3.connect([`DWLD big.bin ${ldest}`, 'QUIT']), dest: ldest },
+      { name: 'AWS SDK GetObject', note: 'directly, one stream', prepare: rmf, run: () => sdk(['down', `s3://${bucket}/sdk/big.bin`, ldest]), dest: ldest },
+    ];
+    for (const p of down) p.expected = expected;
+    await rounds(`${S3_TAG}download ${label}`, size, down, runs, false);
+    rmSync(src, { force: true });
+    rmf();
+
+    // ---- many small files
+    const many = join(T, 'many');
+    mkdirSync(many, { recursive: true });
+    for (let i = 0; i < CFG.files; i++) writeFileSync(join(many, `f${i}.dat`), randomBytes(4096));
+    const expectedMany = await fingerprintOf(many);
+    const check = join(T, 'many-check');
+    const treeOf = async (prefix) => { rmSync(check, { recursive: true, force: true }); await sdk(['getmany', `s3://${bucket}/${prefix}`, check], { CONC: '32' }); return fingerprintOf(check); };
+    let n = 0;
+    const upMany = [
+      { name: 'ferry batch', note: `concurrency ${DEFAULT_CONCURRENCY}, the default`, server: fs3, run: () => fs3.batch(fs3.manifest([{ put: many, to: `/many-${++n}` }])), verify: () => treeOf(`ferry/homes/bench/many-${n}`) },
+      { name: 'AWS SDK PutObject', note: `directly, ${DEFAULT_CONCURRENCY} at once`, run: () => sdk(['putmany', many, `s3://${bucket}/sdk/many-${n}`], { CONC: String(DEFAULT_CONCURRENCY) }), verify: () => treeOf(`sdk/many-${n}`) },
+    ];
+    for (const p of upMany) p.expected = expectedMany;
+    await rounds(`${S3_TAG}upload ${CFG.files} files of 4 KiB`, CFG.files * 4096, upMany, runs, false);
+    const ldir = join(T, 'many-down');
+    const rmd = () => rmSync(ldir, { recursive: true, force: true });
+    const downMany = [
+      { name: 'ferry batch', note: `concurrency ${DEFAULT_CONCURRENCY}, the default`, server: fs3, prepare: () => { rmd(); mkdirSync(ldir); }, run: () => fs3.batch(fs3.manifest([{ get: `many-${n}`, to: ldir + '/' }])), verify: () => fingerprintOf(join(ldir, `many-${n}`)) },
+      { name: 'AWS SDK GetObject', note: `directly, ${DEFAULT_CONCURRENCY} at once, after one listing`, prepare: rmd, run: () => sdk(['getmany', `s3://${bucket}/sdk/many-${n}`, ldir], { CONC: String(DEFAULT_CONCURRENCY) }), dest: ldir },
+    ];
+    for (const p of downMany) p.expected = expectedMany;
+    await rounds(`${S3_TAG}download ${CFG.files} files of 4 KiB`, CFG.files * 4096, downMany, runs, false);
+    for (const p of [many, check, ldir]) rmSync(p, { recursive: true, force: true });
+  } finally {
+    fs3.stop();
+    await sleep(300);
+  }
+
+  // ---- server memory vs file size, into the store
+  for (const size of QUICK ? [128 * MiB, 512 * MiB] : [256 * MiB, 2048 * MiB]) {
+    const src = join(T, 'src-s3-rss.bin');
+    makeFile(src, size);
+    const expected = await fingerprintOf(src);
+    const fresh = await startFerry(join(T, 'ferry-s3-rss'), storeArgs('rss'));
+    try {
+      const before = status(fresh.pid, 'VmRSS');
+      const samples = [];
+      const timer = setInterval(() => samples.push(status(fresh.pid, 'VmRSS')), 100);
+      const r = await fresh.connect([`UPLD ${src} rss.bin`, 'QUIT']);
+      clearInterval(timer);
+      const ok = (await hashOf('rss/homes/bench/rss.bin')) === expected;
+      out.rss.push({ size, wall: r.wall, before, hwm: status(fresh.pid, 'VmHWM'), medianRss: median(samples), maxSampled: Math.max(...samples), ok });
+      log('s3 rss', JSON.stringify(out.rss.at(-1)));
+    } finally {
+      fresh.stop();
+      await sleep(300);
+      rmSync(join(T, 'ferry-s3-rss'), { recursive: true, force: true });
+      rmSync(src, { force: true });
+    }
+  }
+  if (swiftDir) {
+    execFileSync('bash', [join(ROOT, 'scripts/services/swift.sh'), 'stop', swiftDir], { stdio: 'ignore' });
+    rmSync(swiftDir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+function objectStoreReport(s3, started, loads, ferryVersion) {
+  const out = [];
+  out.push(`Run: \`npm run bench -- --only s3${QUICK ? ' --quick' : ''}\`, ${started.toISOString().replace(/\.\d+Z/, 'Z')}; ferry \`${ferryVersion}\`; store: ${s3.storeNote}, on the same machine (${cpus().length} vCPU); load average during the run: median ${median(loads).toFixed(2)}, max ${Math.max(...loads, 0).toFixed(2)}.`);
+  out.push(`ferry rows: \`ferry connect\` / \`ferry batch\` → TLS → \`ferry serve --storage s3://...\` → the store; SDK rows: one Node process → the store (no TLS, no server in between). "client CPU" is the ferry client's or the SDK process's; "server CPU" is ferry serve's. The store's own CPU is in neither. Every run verified by SHA-256 (uploads read back from the store).`);
+  out.push('');
+  for (const w of [...new Set(results.map((r) => r.workload))].filter((x) => x.startsWith(S3_TAG))) { out.push(`### ${w.slice(S3_TAG.length)}\n`); out.push(table(w)); out.push(''); }
+  if (s3.rss.length) {
+    out.push('### ferry server memory while receiving one file into the store\n');
+    out.push('| file | verified | wall s | server VmRSS before MB | server VmHWM MB | server VmRSS median MB | server VmRSS max sampled MB |\n|---|---|---|---|---|---|---|');
+    for (const r of s3.rss) out.push(`| ${r.size >= 1024 * MiB ? r.size / (1024 * MiB) + ' GiB' : r.size / MiB + ' MiB'} | ${r.ok ? 'yes' : 'NO'} | ${fmtS(r.wall)} | ${fmtMB(r.before)} | ${fmtMB(r.hwm)} | ${fmtMB(r.medianRss)} | ${fmtMB(r.maxSampled)} |`);
+    out.push('');
+  }
+  return out.join('\n');
 }
 
 function cleanup() {

@@ -7,8 +7,10 @@
 //   node scripts/bench/s3-sdk.mjs down s3://BUCKET/KEY FILE       one GetObject streamed to FILE
 //   node scripts/bench/s3-sdk.mjs putmany DIR s3://BUCKET/PREFIX  PutObject per file, CONC (default 16) at once
 //   node scripts/bench/s3-sdk.mjs getmany s3://BUCKET/PREFIX DIR  ListObjectsV2 + GetObject per object, CONC at once
+//   node scripts/bench/s3-sdk.mjs hash s3://BUCKET/KEY            prints SIZE:SHA256 of the object (to verify a run)
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -50,7 +52,7 @@ if (verb === 'up') {
   let token;
   do {
     const page = await client.send(new ListObjectsV2Command({ Bucket, Prefix: `${Key}/`, ContinuationToken: token }));
-    for (const o of page.Contents ?? []) {
+    for (const o of (page.Contents ?? []).filter((x) => !x.Key.endsWith('/'))) {
       jobs.push(limit(async () => {
         const out = await client.send(new GetObjectCommand({ Bucket, Key: o.Key }));
         writeFileSync(join(b, o.Key.slice(Key.length + 1)), await out.Body.transformToByteArray());
@@ -59,8 +61,19 @@ if (verb === 'up') {
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   await Promise.all(jobs);
+} else if (verb === 'hash') {
+  const out = await client.send(new GetObjectCommand(s3(a)));
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const chunk of out.Body) {
+    h.update(chunk);
+    size += chunk.length;
+  }
+  console.log(`${size}:${h.digest('hex')}`);
+  client.destroy();
+  process.exit(0);
 } else {
-  console.error('usage: s3-sdk.mjs up|down|putmany|getmany ...');
+  console.error('usage: s3-sdk.mjs up|down|putmany|getmany|hash ...');
   process.exit(2);
 }
 const cpu = process.cpuUsage(c0);

@@ -4,7 +4,12 @@
 // in the conformance suite (test/s3/conformance-s3.test.ts).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CreateMultipartUploadCommand } from '@aws-sdk/client-s3';
+import { CreateMultipartUploadCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import pLimit from 'p-limit';
+import { makeS3Client } from '../../src/storage/s3/client.ts';
+import { S3Home } from '../../src/storage/s3/home.ts';
+import { S3Storage } from '../../src/storage/s3/storage.ts';
+import { NameLocks } from '../../src/storage/local/partials.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { FerryError } from '../../src/core/errors.ts';
@@ -74,7 +79,6 @@ withStore('a multipart object\'s SHA-256 is recorded beside it: stat needs no re
   const other = randomBytes(PART_SIZE + 5);
   await put(alice, 'm/three.bin', bytes);
   // Another object put at the key without ferry's record (as another tool would): the old record does not count.
-  const { PutObjectCommand } = await import('@aws-sdk/client-s3');
   await s.client.send(new PutObjectCommand({ Bucket: s.bucket, Key: `${PREFIX}/homes/alice/m/three.bin`, Body: other }));
   assert.is(await alice.recordedSha256?.('m/three.bin'), null);
   await put(alice, 'm/four.bin', bytes);
@@ -202,6 +206,43 @@ withStore('the sweeper aborts multipart uploads older than the partial age, but 
   assert.is(await driver.sweepPartials(0), 1);
   assert.equal(await openUploads(s), []);
   assert.equal(await allKeys(s, `${PREFIX}/uploads/`), [], 'checkpoints older than the age go too');
+});
+
+withStore('listings stream: one request per page, each page given before the next is asked for (memory bounded by a page)', async () => {
+  const s = store as TestStore;
+  const limit = pLimit(32);
+  const COUNT = 1_250;
+  await Promise.all(
+    Array.from({ length: COUNT }, (_, i) =>
+      limit(() => s.client.send(new PutObjectCommand({ Bucket: s.bucket, Key: `${PREFIX}/homes/carol/many/f${String(i).padStart(5, '0')}`, Body: 'x' }))),
+    ),
+  );
+  // A client of the driver's kind that counts the listing requests it sends.
+  const client = makeS3Client({ endpoint: s.endpoint });
+  let lists = 0;
+  client.middlewareStack.add((next, context) => (args) => {
+    if (context.commandName === 'ListObjectsV2Command') lists++;
+    return next(args);
+  }, { step: 'initialize', name: 'countLists' });
+  const carol = new S3Storage(new S3Home(client, s.bucket, `${PREFIX}/`, 'carol'), new NameLocks());
+  try {
+    const seen: number[] = [];
+    let total = 0;
+    for await (const page of carol.list('many', 500)) {
+      seen.push(lists);
+      total += page.length;
+      assert.ok(page.length <= 500);
+    }
+    assert.is(total, COUNT);
+    // One listing checks that 'many' is a folder; then page k has been asked for when page k is given, no sooner.
+    assert.equal(seen, [2, 3, 4]);
+    let tree = 0;
+    for await (const page of carol.listTree('', 500)) tree += page.filter((e) => e.type === 'file').length;
+    assert.is(tree, COUNT);
+    assert.equal(await carol.usage(), { bytes: COUNT, files: COUNT });
+  } finally {
+    client.destroy();
+  }
 });
 
 withStore('a store that is not there: one line at start, and unavailable (retryable) for requests', async () => {

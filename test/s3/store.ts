@@ -3,7 +3,7 @@
  * (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), as `scripts/services/swift.sh start DIR`
  * prints them. Each test file makes a bucket of its own and empties and removes it at the end.
  */
-import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, ListMultipartUploadsCommand, AbortMultipartUploadCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListMultipartUploadsCommand, AbortMultipartUploadCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { Test } from 'uvu';
@@ -61,7 +61,10 @@ export async function openUploads(store: TestStore): Promise<Array<{ key: string
 /** Empties and removes the bucket, and closes the client. */
 export async function closeStore(store: TestStore): Promise<void> {
   for (const u of await openUploads(store)) await store.client.send(new AbortMultipartUploadCommand({ Bucket: store.bucket, Key: u.key, UploadId: u.id })).catch(() => {});
-  for (const key of await allKeys(store)) await store.client.send(new DeleteObjectCommand({ Bucket: store.bucket, Key: key }));
+  const keys = await allKeys(store);
+  for (let i = 0; i < keys.length; i += 1000) {
+    await store.client.send(new DeleteObjectsCommand({ Bucket: store.bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true } }));
+  }
   await store.client.send(new DeleteBucketCommand({ Bucket: store.bucket })).catch(() => {});
   store.client.destroy();
 }

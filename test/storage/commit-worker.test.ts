@@ -113,6 +113,45 @@ test('a commit stuck on the disk does not hold up the others: another lane takes
   }
 });
 
+test('a running SHA-256 in the worker: the state after each piece, loaded again anywhere, gives the digest of every byte', async () => {
+  const { createSHA256 } = await import('hash-wasm');
+  const { createHash, randomBytes } = await import('node:crypto');
+  const digestOf = async (state: Uint8Array) => {
+    const h = await createSHA256();
+    h.init();
+    h.load(state);
+    return h.digest('hex');
+  };
+  const hashIn = (start: Uint8Array | undefined, pieces: Buffer[]) =>
+    new Promise<Uint8Array[]>((resolve, reject) => {
+      const states: Uint8Array[] = [];
+      const lane = commits.bundle(
+        (reply) => {
+          if (reply.state === undefined) return reject(new Error(reply.error?.message ?? 'no state'));
+          states.push(reply.state);
+          if (states.length === pieces.length) {
+            lane.send({ seq: 0, abort: true });
+            lane.close();
+            resolve(states);
+          }
+        },
+        reject,
+      );
+      lane.send({ hash: start ? { state: start } : {} });
+      pieces.forEach((piece, i) => lane.send({ seq: i + 1, chunks: [piece] }));
+    });
+  const pieces = [randomBytes(3_000_001), randomBytes(64), randomBytes(1_000_000)];
+  const states = await hashIn(undefined, pieces);
+  for (let i = 0; i < pieces.length; i++) {
+    assert.is(await digestOf(states[i] as Uint8Array), createHash('sha256').update(Buffer.concat(pieces.slice(0, i + 1))).digest('hex'));
+  }
+  // Another worker (a restart, another server) goes on from the state after the first piece.
+  await commits.close();
+  commits = new SmallCommits();
+  const [after] = await hashIn(states[0], [Buffer.concat(pieces.slice(1))]);
+  assert.is(await digestOf(after as Uint8Array), createHash('sha256').update(Buffer.concat(pieces)).digest('hex'));
+});
+
 test.run();
 
 const batch = suite('storage: commits and reads asked for together');

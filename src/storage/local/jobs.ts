@@ -82,7 +82,9 @@ export type BundleMessageBody =
   | { seq: number; end: true }
   | { seq: number; abort: true }
   /** Pieces of a download bundle the transport has written, handed back to be filled again (no answer). */
-  | { give: ArrayBuffer[] };
+  | { give: ArrayBuffer[] }
+  /** A running SHA-256 (worker-hash.ts), from `state` when given: each `chunks` message is answered with the state after it. */
+  | { hash: { state?: Uint8Array } };
 export type BundleMessage = { bundle: number } & BundleMessageBody;
 
 /** What became of one record of a bundle. */
@@ -105,4 +107,4 @@ export type ReadOutcome = { index: number; path: string } & (
  * The worker's answer to one message of a bundle. `more`: a download bundle stopped packing at its budget with
  * names still waiting; the event loop asks for them (an empty `chunks` message) once the client has caught up.
  */
-export type BundleReply = { bundle: number; seq: number; outcomes: BundleOutcome[]; read?: ReadOutcome[]; pieces?: Uint8Array[]; more?: boolean; error?: { code: string; message: string } };
+export type BundleReply = { bundle: number; seq: number; outcomes: BundleOutcome[]; read?: ReadOutcome[]; pieces?: Uint8Array[]; more?: boolean; state?: Uint8Array; error?: { code: string; message: string } };

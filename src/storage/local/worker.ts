@@ -15,6 +15,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { BundleMessage, Job, JobMessage, Reply } from './jobs.ts';
 import { WorkerBundle, WorkerBundleRead } from './worker-bundle.ts';
+import { WorkerHash } from './worker-hash.ts';
 import { commit, failure, PlacedDirs, read } from './sync.ts';
 /**
  * A batch of jobs: their replies go back together, in one message, after the fsync of each directory that
@@ -59,8 +60,20 @@ function runBatch(jobs: JobMessage['jobs']): void {
 
 /** The bundles this worker is storing, by id. */
 const bundles = new Map<number, WorkerBundle | WorkerBundleRead>();
+/** The running hashes it keeps, by id (worker-hash.ts). */
+const hashes = new Map<number, WorkerHash>();
 
 function bundleMessage(m: BundleMessage): void {
+  if ('hash' in m) {
+    hashes.set(m.bundle, new WorkerHash(m.bundle, m.hash.state));
+    return;
+  }
+  const hash = hashes.get(m.bundle);
+  if (hash !== undefined) {
+    if ('chunks' in m) hash.take(m.seq, m.chunks, (reply) => parentPort?.postMessage(reply));
+    else hashes.delete(m.bundle); // its end or abort
+    return;
+  }
   if ('open' in m) {
     bundles.set(m.bundle, new WorkerBundle(m.bundle, m.open));
     return;

@@ -1,10 +1,11 @@
 import { AbortMultipartUploadCommand, DeleteObjectCommand, HeadBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client, type _Object } from '@aws-sdk/client-s3';
+import pLimit from 'p-limit';
 import { uploadIdOf } from './checkpoint.ts';
 import { NameLocks } from '../local/partials.ts';
 import { checkHomeName } from '../checks.ts';
 import type { Storage, StorageDriver } from '../storage.ts';
 import { isNotFound, isUnavailable, makeS3Client, statusOf, type S3ClientOptions } from './client.ts';
-import { S3Home } from './home.ts';
+import { FolderCache, S3Home } from './home.ts';
 import type { S3Location } from './location.ts';
 import { S3Storage } from './storage.ts';
 
@@ -19,6 +20,12 @@ export class S3Driver implements StorageDriver {
   readonly #client: S3Client;
   readonly #location: S3Location;
   readonly #locks = new NameLocks();
+  readonly #folders = new FolderCache();
+  /**
+   * Small files stored and files opened at once, for every user of this server: past the SDK's 50 connections a
+   * request only waits, holding its memory (measured: 16 bundles of 256 files in flight took the server to 480 MB).
+   */
+  readonly #limit = pLimit(64);
   readonly #endpoint: string;
 
   constructor(location: S3Location, options: S3ClientOptions = {}) {
@@ -64,7 +71,7 @@ export class S3Driver implements StorageDriver {
 
   forUser(user: string): Storage {
     checkHomeName(user);
-    return new S3Storage(new S3Home(this.#client, this.#location.bucket, this.#base, user), this.#locks);
+    return new S3Storage(new S3Home(this.#client, this.#location.bucket, this.#base, user, this.#folders), this.#locks, this.#limit);
   }
 
   /**

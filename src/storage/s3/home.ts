@@ -50,6 +50,8 @@ export class S3Home {
     /** The prefix every key of this server starts with ('' or `prefix/`). */
     base: string,
     user: string,
+    /** Folders seen lately (the driver's, shared by its homes). */
+    readonly folders: FolderCache = new FolderCache(),
   ) {
     this.root = `${base}homes/${user}/`;
     this.uploads = `${base}uploads/${user}/`;
@@ -104,7 +106,11 @@ export class S3Home {
     const missing: number[] = [];
     for (let i = segments.length - 1; i >= 1; i--) {
       const dir = segments.slice(0, i);
-      if (await this.isFolder(dir, verb, shown)) break;
+      if (this.folders.has(this.folder(dir))) break;
+      if (await this.isFolder(dir, verb, shown)) {
+        this.folders.add(this.folder(dir));
+        break;
+      }
       if ((await this.file(dir, verb, shown)) !== null) {
         throw new FerryError('not_a_directory', `Cannot ${verb} ${shown}: ${quotePath(joinVirtual(dir))} is a file`);
       }
@@ -165,7 +171,37 @@ export class S3Home {
   }
 }
 
-export function fileOf(head: HeadObjectCommandOutput): FileObject {
+/** How long a folder seen to exist is taken to exist by `parents` without listing it again. */
+const FOLDER_TTL_MS = 2_000;
+
+/**
+ * Folders seen to exist in the last FOLDER_TTL_MS (by key prefix), so that many uploads into one folder do not each
+ * list it to check that it is there. Forgotten at once when this server removes or renames a folder; a folder
+ * removed by another server meanwhile comes back as the prefix of a file uploaded into it in those two seconds.
+ */
+export class FolderCache {
+  readonly #until = new Map<string, number>();
+
+  has(prefix: string): boolean {
+    const until = this.#until.get(prefix);
+    if (until === undefined) return false;
+    if (until >= Date.now()) return true;
+    this.#until.delete(prefix);
+    return false;
+  }
+
+  add(prefix: string): void {
+    if (this.#until.size >= 10_000) this.#until.clear();
+    this.#until.set(prefix, Date.now() + FOLDER_TTL_MS);
+  }
+
+  clear(): void {
+    this.#until.clear();
+  }
+}
+
+/** What HeadObject (or GetObject) says of an object, as the driver keeps it. */
+export function fileOf(head: Pick<HeadObjectCommandOutput, 'ContentLength' | 'Metadata' | 'ETag' | 'LastModified'>): FileObject {
   const meta = head.Metadata ?? {};
   const mtime = Number(meta[META_MTIME]);
   const sha256 = meta[META_SHA256];

@@ -6,8 +6,9 @@ import { isPreconditionFailed, s3Fail } from './client.ts';
 import type { FileObject, S3Home } from './home.ts';
 
 /**
- * A file in the store opened for reading: one ranged GET from the first position asked for to the end, read
- * on as the caller goes (a download reads in order), another only when the caller jumps. Every GET is
+ * A file in the store opened for reading: the GET that opened it (from the first byte), or a ranged GET from the
+ * first position asked for to the end, read on as the caller goes (a download reads in order), another only when
+ * the caller jumps. Every GET is
  * conditional on the ETag seen at open (If-Match): an object replaced meanwhile fails the read rather than
  * mixing two versions.
  */
@@ -24,13 +25,19 @@ export class S3ReadHandle implements ReadHandle {
   #at = 0;
   #left: Buffer | null = null;
 
-  constructor(home: S3Home, key: string, file: FileObject, shown: string) {
+  /** `body`: the object from its first byte, already asked for (a GET whose headers gave `file`). */
+  constructor(home: S3Home, key: string, file: FileObject, shown: string, body?: Readable) {
     this.#home = home;
     this.#key = key;
     this.#file = file;
     this.#shown = shown;
     this.size = file.size;
     this.mtime = file.mtime;
+    if (body !== undefined) {
+      this.#stream = body;
+      this.#body = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+      this.#at = 0;
+    }
   }
 
   async read(position: number, length: number): Promise<Buffer> {

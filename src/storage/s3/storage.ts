@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type GetObjectCommandOutput, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import type { Readable } from 'node:stream';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { FerryError } from '../../core/errors.ts';
 import { parseVirtualPath } from '../../core/paths.ts';
 import type { Entry } from '../../core/types.ts';
@@ -7,7 +9,7 @@ import { checkPageSize } from '../checks.ts';
 import type { NameLocks } from '../local/partials.ts';
 import { show } from '../local/errors.ts';
 import type { BundleSink, ReadHandle, Storage, Upload, UploadOptions, WholeOptions } from '../storage.ts';
-import { s3Fail } from './client.ts';
+import { isNotFound, s3Fail } from './client.ts';
 import { fileEntry, fileOf, META_MTIME, META_SHA256, type S3Home } from './home.ts';
 import { S3ReadHandle } from './read.ts';
 import { S3Upload, storeWhole, type S3Target } from './upload.ts';
@@ -21,10 +23,12 @@ import { S3Upload, storeWhole, type S3Target } from './upload.ts';
 export class S3Storage implements Storage {
   readonly #home: S3Home;
   readonly #locks: NameLocks;
+  readonly #limit: LimitFunction;
 
-  constructor(home: S3Home, locks: NameLocks) {
+  constructor(home: S3Home, locks: NameLocks, limit: LimitFunction = pLimit(64)) {
     this.#home = home;
     this.#locks = locks;
+    this.#limit = limit;
   }
 
   async stat(path: string): Promise<Entry | null> {
@@ -102,15 +106,25 @@ export class S3Storage implements Storage {
     } while (token !== undefined);
   }
 
+  /** One GET from the start, whose headers say what the file is: a download read in order needs no other request. */
   async openRead(path: string): Promise<ReadHandle> {
     const segments = parseVirtualPath(path);
     const shown = show(segments);
-    const file = await this.#home.file(segments, 'read', shown);
-    if (file === null) {
+    const { client, bucket } = this.#home;
+    const key = this.#home.key(segments);
+    let out: GetObjectCommandOutput | null = null;
+    if (segments.length > 0) {
+      try {
+        out = await this.#limit(() => client.send(new GetObjectCommand({ Bucket: bucket, Key: key })));
+      } catch (err) {
+        if (!isNotFound(err)) throw s3Fail(err, 'read', shown);
+      }
+    }
+    if (out === null) {
       if (await this.#home.isFolder(segments, 'read', shown)) throw new FerryError('is_a_directory', `Cannot read ${shown}: it is a directory`);
       throw new FerryError('not_found', `Cannot read ${shown}: no such file or directory`);
     }
-    return new S3ReadHandle(this.#home, this.#home.key(segments), file, shown);
+    return new S3ReadHandle(this.#home, key, fileOf(out), shown, out.Body as Readable | undefined);
   }
 
   async createUpload(path: string, options: UploadOptions): Promise<Upload> {
@@ -133,7 +147,7 @@ export class S3Storage implements Storage {
     if (digest !== options.sha256.toLowerCase()) throw new FerryError('digest_mismatch', `Upload of ${shown}: the SHA-256 of the bytes received differs from the declared one`);
     const release = this.#lock(segments, shown);
     try {
-      return await storeWhole((await this.#checkUpload(segments, shown, options)).target, bytes, digest);
+      return await this.#limit(async () => storeWhole((await this.#checkUpload(segments, shown, options)).target, bytes, digest));
     } finally {
       release();
     }
@@ -162,6 +176,7 @@ export class S3Storage implements Storage {
     if (under.length === 0) throw new FerryError('not_found', `Cannot remove ${shown}: no such file or directory`);
     const marker = this.#home.folder(segments);
     if (under.some((o) => o.Key !== marker)) throw new FerryError('not_empty', `Cannot remove ${shown}: the directory is not empty`);
+    this.#home.folders.clear();
     await this.#delete(marker, verb, shown);
   }
 
@@ -213,6 +228,7 @@ export class S3Storage implements Storage {
       await this.#target(dest, false, verb, shownTo);
       await this.#home.parents(dest, false, verb, shownTo);
       await this.#home.putMarker(dest, verb, shownTo);
+      this.#home.folders.clear();
       await this.#delete(marker, verb, shownFrom);
       return;
     }
@@ -284,13 +300,29 @@ export class S3Storage implements Storage {
   }
 
   /**
+   * `#target` for an upload in one request where it can: a listing from the target's key (delimited by '/') shows
+   * both a file there and a folder of that name. A file to replace is then looked at itself (its metadata); a
+   * listing cut short before either shows falls back to `#target`.
+   */
+  async #uploadTarget(segments: readonly string[], overwrite: boolean, shown: string): Promise<Entry | null> {
+    if (segments.length === 0) throw new FerryError('is_a_directory', `Cannot upload ${shown}: it is a directory`);
+    const key = this.#home.key(segments);
+    const out = await this.#page(key, '/', 100, undefined, shown);
+    const file = (out.Contents ?? []).some((o) => o.Key === key);
+    const folder = (out.CommonPrefixes ?? []).some((p) => p.Prefix === `${key}/`);
+    if (file || (!folder && out.IsTruncated)) return this.#target(segments, overwrite, 'upload', shown);
+    if (folder) throw new FerryError('is_a_directory', `Cannot upload ${shown}: it is a directory`);
+    return null;
+  }
+
+  /**
    * An upload's checks (createUpload, putWhole): what it replaces (`exists` without overwrite), and whether folders
    * above it are missing — `not_found` without `parents`, `permission_denied` without the mkdir permission; with
    * both, the upload makes them as it commits (`target.parents`).
    */
   async #checkUpload(segments: string[], shown: string, options: { overwrite?: boolean; parents?: boolean; mayCreateParents?: boolean; mtime?: number }): Promise<{ target: S3Target; replaces: Entry | null }> {
     const overwrite = options.overwrite === true;
-    const replaces = await this.#target(segments, overwrite, 'upload', shown);
+    const replaces = await this.#uploadTarget(segments, overwrite, shown);
     let missing = false;
     try {
       await this.#home.parents(segments, false, 'upload', shown);

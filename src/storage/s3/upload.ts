@@ -7,11 +7,12 @@ import {
   UploadPartCommand,
   type CompletedPart,
 } from '@aws-sdk/client-s3';
-import { createSHA256, type IHasher } from 'hash-wasm';
-import { createHash } from 'node:crypto';
+import { createSHA256 } from 'hash-wasm';
+import { createHash, type Hash } from 'node:crypto';
 import { joinVirtual } from '../../core/paths.ts';
 import { FerryError } from '../../core/errors.ts';
 import type { Entry } from '../../core/types.ts';
+import { sharedCommits, type BundleLane } from '../local/lanes.ts';
 import type { Upload } from '../storage.ts';
 import { checkpointPrefix, dropCheckpoint, findResumable, writeCheckpoint, type StoredPart } from './checkpoint.ts';
 import { isPreconditionFailed, s3Fail } from './client.ts';
@@ -102,36 +103,61 @@ class Multipart {
   }
 }
 
-/** The running SHA-256 of an upload. */
-interface Hasher {
-  update(bytes: Uint8Array): void;
-  /** The state to go on from later (a multipart upload's, after each part), or null where it cannot be kept. */
-  save(): Uint8Array | null;
-  digest(): string;
-}
-
-/** Node's SHA-256 (fast; its state cannot be saved): for a file stored whole, which has no parts to resume from. */
-function nodeHasher(): Hasher {
-  const h = createHash('sha256');
-  return { update: (b) => h.update(b), save: () => null, digest: () => h.digest('hex') };
+/** The SHA-256 (hex) that a saved hash state stands for: what the bytes hashed into it give. */
+async function digestOf(state: Uint8Array): Promise<string> {
+  const h = await createSHA256();
+  h.init();
+  h.load(state);
+  return h.digest('hex');
 }
 
 /**
- * hash-wasm's SHA-256, whose state can be saved after each part and loaded again, by this server or another: what
- * lets a multipart upload go on after a restart with its digest still computed over every byte. (About a sixth of
- * the speed of Node's; measured in docs/benchmarks.md.)
+ * The SHA-256 of a multipart upload, kept in a commit worker (storage/local/worker-hash.ts): each part goes there
+ * (a copy) as it goes to the store, and comes back as the hash state after it — what a checkpoint keeps, and what
+ * the final digest is read from. hash-wasm's SHA-256, whose state can be saved, is several times slower than
+ * Node's: off the event loop it costs a core, not the connections' time.
  */
-async function wasmHasher(state?: Uint8Array): Promise<Hasher> {
-  const h: IHasher = await createSHA256();
-  h.init();
-  if (state !== undefined) h.load(state);
-  return { update: (b) => h.update(b), save: () => h.save(), digest: () => h.digest('hex') };
+class PartHasher {
+  readonly #lane: BundleLane;
+  readonly #waiting = new Map<number, { resolve: (state: Uint8Array) => void; reject: (err: Error) => void }>();
+  #broken: Error | null = null;
+
+  constructor(state?: Uint8Array) {
+    this.#lane = sharedCommits().bundle(
+      (reply) => {
+        const waiting = this.#waiting.get(reply.seq);
+        this.#waiting.delete(reply.seq);
+        if (reply.state !== undefined) waiting?.resolve(reply.state);
+        else waiting?.reject(new Error(reply.error?.message ?? 'The hash worker gave no state'));
+      },
+      (err) => {
+        this.#broken = err;
+        for (const w of this.#waiting.values()) w.reject(err);
+        this.#waiting.clear();
+      },
+    );
+    this.#lane.send({ hash: state !== undefined ? { state } : {} });
+  }
+
+  /** Hashes part `n` (after every part before it); resolves to the state after it. */
+  part(n: number, bytes: Buffer): Promise<Uint8Array> {
+    if (this.#broken !== null) return Promise.reject(this.#broken);
+    const state = new Promise<Uint8Array>((resolve, reject) => this.#waiting.set(n, { resolve, reject }));
+    this.#lane.send({ seq: n, chunks: [bytes] });
+    return state;
+  }
+
+  close(): void {
+    this.#lane.send({ seq: 0, abort: true });
+    this.#lane.close();
+    this.#waiting.clear();
+  }
 }
 
 /**
  * An upload into the store. Small files (one part or less) are held in memory and stored whole at commit, with
  * their SHA-256 in metadata (storeWhole); they do not resume. Larger ones stream into a multipart upload — parts
- * of PART_SIZE, a few on their way at once — while the server hashes them; the object becomes visible only when
+ * of PART_SIZE, a few on their way at once — while a worker hashes them (PartHasher); the object becomes visible only when
  * CompleteMultipartUpload runs, after size and SHA-256 matched (the upload is aborted otherwise: nothing partial
  * is ever visible), and its SHA-256 is then recorded beside it (S3Home.recordSha256).
  *
@@ -152,7 +178,10 @@ export class S3Upload implements Upload {
   readonly #mtime: number;
   /** Where this upload's checkpoints go (`<uploads>/<sha256(path)>-<size>.`); null for a file stored whole. */
   readonly #checkpoints: string | null;
-  #hash: Hasher;
+  /** A file stored whole: hashed here, with Node's SHA-256. */
+  #hash: Hash | null;
+  /** A multipart upload: hashed in a worker, part by part. */
+  #hasher: PartHasher | null;
   #received = 0;
   #part: Buffer | null = null;
   #partLength = 0;
@@ -171,10 +200,11 @@ export class S3Upload implements Upload {
   #writing: Promise<void> | null = null;
   #stale = false;
 
-  private constructor(t: S3Target, size: number, hash: Hasher, replaces: Entry | null, createsParents: boolean, release: () => void, resumed: { mpu: Multipart; stored: StoredPart[]; offset: number; mtime: number; prefixSha256: string } | null) {
+  private constructor(t: S3Target, size: number, replaces: Entry | null, createsParents: boolean, release: () => void, resumed: { mpu: Multipart; stored: StoredPart[]; offset: number; mtime: number; prefixSha256: string; state: Uint8Array } | null) {
     this.#t = t;
     this.#size = size;
-    this.#hash = hash;
+    this.#hash = size > PART_SIZE ? null : createHash('sha256');
+    this.#hasher = size > PART_SIZE ? new PartHasher(resumed?.state) : null;
     this.replaces = replaces;
     this.createsParents = createsParents;
     this.#release = release;
@@ -187,6 +217,7 @@ export class S3Upload implements Upload {
       this.#starting = Promise.resolve(resumed.mpu);
       this.#stored = resumed.stored;
       this.#partNumber = resumed.stored.length;
+      this.#states.set(resumed.stored.length, resumed.state);
     }
   }
 
@@ -195,17 +226,12 @@ export class S3Upload implements Upload {
    * and size, parts verified against the store) when there is one.
    */
   static async open(t: S3Target, size: number, resume: boolean, replaces: Entry | null, createsParents: boolean, release: () => void): Promise<S3Upload> {
-    if (size <= PART_SIZE) return new S3Upload(t, size, nodeHasher(), replaces, createsParents, release, null);
-    const prefix = checkpointPrefix(t.home, t.segments, size);
-    const found = resume ? await findResumable(t.home, prefix, t.segments, size, t.mtime) : null;
-    if (found === null) return new S3Upload(t, size, await wasmHasher(), replaces, createsParents, release, null);
+    const found = resume && size > PART_SIZE ? await findResumable(t.home, checkpointPrefix(t.home, t.segments, size), t.segments, size, t.mtime) : null;
+    if (found === null) return new S3Upload(t, size, replaces, createsParents, release, null);
     const { checkpoint: cp, offset } = found;
     const state = Buffer.from(cp.state, 'base64');
-    const prefixSha256 = (await wasmHasher(state)).digest();
     const mpu = new Multipart(t.home, t.home.key(t.segments), cp.uploadId, t.shown, cp.parts);
-    const upload = new S3Upload(t, size, await wasmHasher(state), replaces, createsParents, release, { mpu, stored: cp.parts, offset, mtime: cp.mtime, prefixSha256 });
-    upload.#states.set(cp.parts.length, state);
-    return upload;
+    return new S3Upload(t, size, replaces, createsParents, release, { mpu, stored: cp.parts, offset, mtime: cp.mtime, prefixSha256: await digestOf(state), state });
   }
 
   get received(): number {
@@ -214,7 +240,9 @@ export class S3Upload implements Upload {
 
   async restart(): Promise<void> {
     await this.#drop();
-    this.#hash = this.#checkpoints === null ? nodeHasher() : await wasmHasher();
+    if (this.#hash !== null) this.#hash = createHash('sha256');
+    this.#hasher?.close();
+    if (this.#hasher !== null) this.#hasher = new PartHasher();
     this.#received = 0;
   }
 
@@ -230,7 +258,7 @@ export class S3Upload implements Upload {
         const part = (this.#part ??= Buffer.allocUnsafe(Math.min(PART_SIZE, this.#size - this.#received)));
         const n = Math.min(chunk.length - from, part.length - this.#partLength);
         const piece = chunk.subarray(from, from + n);
-        this.#hash.update(piece);
+        this.#hash?.update(piece);
         piece.copy(part, this.#partLength);
         this.#partLength += n;
         this.#received += n;
@@ -247,18 +275,21 @@ export class S3Upload implements Upload {
       if (this.#received !== this.#size) {
         throw new FerryError('size_mismatch', `Upload of ${shown} received ${this.#received} bytes of ${this.#size} declared`);
       }
-      if (this.#checkpoints !== null && this.#partLength > 0) await this.#send(); // the last part (its hash state saved first)
-      const digest = this.#hash.digest();
-      if (digest !== sha256.toLowerCase()) throw new FerryError('digest_mismatch', `Upload of ${shown}: the SHA-256 of the bytes received differs from the declared one`);
-      if (this.#partNumber === 0) {
+      const mismatch = new FerryError('digest_mismatch', `Upload of ${shown}: the SHA-256 of the bytes received differs from the declared one`);
+      if (this.#hash !== null) {
+        const digest = this.#hash.digest('hex');
+        if (digest !== sha256.toLowerCase()) throw mismatch;
         const body = (this.#part ?? Buffer.alloc(0)).subarray(0, this.#partLength);
         this.#part = null;
         const entry = await storeWhole(this.#t, body, digest);
         this.#done = true;
         return entry;
       }
+      if (this.#partLength > 0) await this.#send(); // the last part
       await Promise.all(this.#inFlight);
       this.#check();
+      const digest = await digestOf(this.#states.get(this.#partNumber) as Uint8Array);
+      if (digest !== sha256.toLowerCase()) throw mismatch;
       if (this.#t.parents) await home.parents(segments, true, 'upload', shown);
       const mpu = await (this.#starting as Promise<Multipart>);
       await mpu.complete(this.#t.overwrite);
@@ -271,6 +302,7 @@ export class S3Upload implements Upload {
       if (!this.#done) await this.#drop();
       throw s3Fail(err, 'upload', shown);
     } finally {
+      this.#hasher?.close();
       this.#release();
     }
   }
@@ -293,6 +325,7 @@ export class S3Upload implements Upload {
       }
       await this.#drop();
     } finally {
+      this.#hasher?.close();
       this.#release();
     }
   }
@@ -303,10 +336,11 @@ export class S3Upload implements Upload {
     this.#part = null;
     this.#partLength = 0;
     const n = ++this.#partNumber;
-    const state = this.#hash.save();
-    if (state !== null) this.#states.set(n, state);
+    const hashed = (this.#hasher as PartHasher).part(n, body);
+    hashed.catch(() => {}); // (its failure is met below)
     const task = (async () => {
-      const etag = await (await this.#start()).part(n, body);
+      const [etag, state] = await Promise.all([(async () => (await this.#start()).part(n, body))(), hashed]);
+      this.#states.set(n, state);
       this.#taken.set(n, { n, etag, size: body.length });
       this.#advance();
     })().catch((err: unknown) => {
