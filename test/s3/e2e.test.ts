@@ -3,7 +3,7 @@
 // RDLOG) and a batch tree up and down; files outlive the server (a new one on the same store finds them); a bad
 // store stops `ferry serve` at start with one line.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -64,11 +64,11 @@ withStore('the original dialog against the object store, and files outlive the s
   assert.is(readFileSync(join(work, 'b2.txt'), 'utf8'), 'hello from ferry to the store\n');
 });
 
-withStore('a server killed mid-upload: another server on the same store resumes from the parts stored, verified', async () => {
+withStore('a server killed mid-upload: another server on the same store resumes from the parts stored, verified; a download killed midway resumes', async () => {
   const s = store as TestStore;
   const first = await serve('killed');
   const big = join(work, 'killed.bin');
-  writeFileSync(big, randomBytes(40 * 1024 * 1024));
+  writeFileSync(big, randomBytes(128 * 1024 * 1024)); // large enough not to be done before the kill
   const signup = await first.connect('dora', 'dora-password', ['LIST'], { signup: true });
   assert.is(signup.code, 0, signup.stderr);
   const client = startFerry(['connect', `127.0.0.1:${first.port}`, '--user', 'dora', '--fingerprint', first.fingerprint], {
@@ -88,9 +88,18 @@ withStore('a server killed mid-upload: another server on the same store resumes 
   assert.is(resumed.code, 0, resumed.stdout + resumed.stderr);
   assert.match(resumed.stdout, /\(resumed at [\d.]+ MiB\)/);
   assert.match(resumed.stdout, new RegExp(sha256File(big)));
+  // A download killed midway resumes with a ranged GET from where its .ferry-part stopped.
   const back = join(work, 'killed-back.bin');
+  const getter = startFerry(['connect', `127.0.0.1:${second.port}`, '--user', 'dora', '--fingerprint', second.fingerprint], {
+    env: childEnv(second.home, { ...s.env, FERRY_PASSWORD: 'dora-password' }),
+    input: `DWLD killed.bin ${back}\n`,
+  });
+  await waitUntil(() => existsSync(`${back}.ferry-part`) && statSync(`${back}.ferry-part`).size > 8 * 1024 * 1024, 60_000, 'download under way');
+  getter.kill('SIGKILL');
+  await exited(getter);
   const down = await second.connect('dora', 'dora-password', [`DWLD killed.bin ${back}`], { timeoutMs: 60_000 });
   assert.is(down.code, 0, down.stderr);
+  assert.match(down.stdout, /resumed at/);
   assert.is(sha256File(back), sha256File(big));
   assert.equal(await allKeys(s, 'killed/uploads/'), [], 'the checkpoint went with the commit');
 });
