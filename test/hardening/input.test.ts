@@ -12,6 +12,9 @@ import { readServeConfig } from '../../src/cli/config.ts';
 import { FerryError } from '../../src/core/errors.ts';
 import { CLIENT_MESSAGES, FrameDecoder, FrameKind, PREAMBLE, encodeData, encodeHeader, encodeMessage, parseClientMessage } from '../../src/protocol/mod.ts';
 import { joinVirtual, parseVirtualPath } from '../../src/core/paths.ts';
+import { S3Home } from '../../src/storage/s3/home.ts';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { hostilePath, PIECES } from './hostile-paths.ts';
 
 const RUNS = Number(process.env.FERRY_FC_RUNS ?? 200);
 const LIMITS = { maxMessage: 1024, maxData: 4096 };
@@ -257,14 +260,6 @@ const paths = suite('hardening: virtual paths');
 
 const HOME = resolve('/srv/ferry/homes/alice');
 
-/** Pieces an attacker would combine. */
-const PIECES = [
-  '..', '.', '', 'a', 'b.txt', '...', '. .', ' ..', '.. ', '%2e%2e', '%2e%2e%2f', '%2F', '..%2f', '%252e%252e', '\\', '..\\..', 'C:', 'c:\\x',
-  '\u0000', 'a\u0000b', '\u001f', '\u007f', '\u2024\u2024', '\uFF0E\uFF0E', '\uFF0F', '\uFF3C', '\u2025', '\uFE52\uFE52', '\u2215', '\u2044',
-  'e\u0301', '\u00e9', 'A\u030A', '\u212B', '\uFB01', '\uD800', '\uDFFF', '\u202E', '\u200B', '~', '$HOME', '*', '?', 'a'.repeat(255),
-  'a'.repeat(256), '\u00e9'.repeat(128), '/etc', '//', '/',
-];
-
 function checkPath(input: string): void {
   let segments: string[];
   try {
@@ -289,12 +284,32 @@ function checkPath(input: string): void {
 
 paths('adversarial combinations of pieces never resolve outside the home', () => {
   fc.assert(
-    fc.property(fc.array(fc.constantFrom(...PIECES), { minLength: 1, maxLength: 8 }), fc.constantFrom('/', '\\', '/./', '//'), (parts, glue) => {
-      checkPath(parts.join(glue));
-      checkPath(parts.join('/'));
+    fc.property(hostilePath(), (path) => {
+      checkPath(path);
+      checkPath(path.replaceAll('\\', '/'));
     }),
     { numRuns: RUNS * 3 },
   );
+});
+
+paths('the object store: every key a parsed path gives is under <prefix>/homes/<user>/, one segment per key part', () => {
+  const home = new S3Home(null as unknown as S3Client, 'bucket', 'pre/fix/', 'alice');
+  const piece = fc.oneof(fc.string({ unit: 'binary', maxLength: 12 }), fc.constantFrom(...PIECES));
+  const check = (input: string) => {
+    let segments: string[];
+    try {
+      segments = parseVirtualPath(input);
+    } catch {
+      return; // refused before any key is made (checkPath covers how)
+    }
+    for (const key of [home.key(segments), home.folder(segments)]) {
+      assert.ok(key.startsWith('pre/fix/homes/alice/'), key);
+      const rest = key.slice('pre/fix/homes/alice/'.length).replace(/\/$/, '');
+      assert.equal(rest === '' ? [] : rest.split('/'), segments, `${JSON.stringify(input)} -> ${key}`);
+    }
+  };
+  fc.assert(fc.property(hostilePath(), check), { numRuns: RUNS * 3 });
+  fc.assert(fc.property(fc.array(piece, { maxLength: 10 }), (parts) => check(parts.join('/'))), { numRuns: RUNS * 3 });
 });
 
 paths('arbitrary unicode strings (full range, with separators mixed in) never resolve outside the home', () => {

@@ -5,7 +5,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CreateMultipartUploadCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import fc from 'fast-check';
 import pLimit from 'p-limit';
+import { hostilePath } from '../hardening/hostile-paths.ts';
 import { makeS3Client } from '../../src/storage/s3/client.ts';
 import { S3Home } from '../../src/storage/s3/home.ts';
 import { S3Storage } from '../../src/storage/s3/storage.ts';
@@ -206,6 +208,25 @@ withStore('the sweeper aborts multipart uploads older than the partial age, but 
   assert.is(await driver.sweepPartials(0), 1);
   assert.equal(await openUploads(s), []);
   assert.equal(await allKeys(s, `${PREFIX}/uploads/`), [], 'checkpoints older than the age go too');
+});
+
+withStore('hostile paths against the real store: refused with invalid_path, or stored under alice\'s home and nowhere else', async () => {
+  const s = store as TestStore;
+  const dave = driver.forUser('dave');
+  let stored = 0;
+  await fc.assert(
+    fc.asyncProperty(hostilePath(4), async (path) => {
+      const code = await codeOf(put(dave, path, Buffer.from('x'), { parents: true, overwrite: true }));
+      assert.ok(code === 'ok' || code === 'invalid_path' || code === 'not_a_directory' || code === 'is_a_directory', `${JSON.stringify(path)}: ${code}`);
+      if (code === 'ok') stored++;
+    }),
+    { numRuns: 40, seed: 14 },
+  );
+  assert.ok(stored > 0, 'some paths were stored');
+  const keys = await allKeys(s, `${PREFIX}/`);
+  const outside = keys.filter((k) => !/^srv\/one\/(homes|uploads|sums)\/(alice|bob|carol|dave)\//.test(k));
+  assert.equal(outside, []);
+  assert.ok(keys.filter((k) => k.startsWith(`${PREFIX}/homes/dave/`)).length >= stored);
 });
 
 withStore('listings stream: one request per page, each page given before the next is asked for (memory bounded by a page)', async () => {

@@ -157,6 +157,29 @@ export function conformance(subject: Subject): void {
     assert.ok((await readAll(alice, 'resume/big.bin')).equals(changed));
   });
 
+  test('a size, time, page size or read position that is not a number of its kind is a RangeError (a caller\'s bug), before anything is stored', async () => {
+    const range = async (p: Promise<unknown>) => p.then(() => 'ok', (err: unknown) => (err instanceof RangeError ? 'RangeError' : String(err)));
+    for (const size of [-1, 1.5, Number.NaN, 2 ** 60]) assert.is(await range(alice.createUpload('r.bin', { size })), 'RangeError', `size ${size}`);
+    for (const mtime of [-5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      assert.is(await range(alice.createUpload('r.bin', { size: 1, mtime })), 'RangeError', `mtime ${mtime}`);
+      assert.is(await range(alice.putWhole('r.bin', Buffer.from('x'), { sha256: sha('x'), mtime })), 'RangeError', `putWhole mtime ${mtime}`);
+    }
+    assert.is(await range((async () => { for await (const _ of alice.list('', 0)); })()), 'RangeError', 'page size 0');
+    await put(alice, 'r.txt', Buffer.from('read me'));
+    const h = await alice.openRead('r.txt');
+    try {
+      for (const position of [-1, 0.5, Number.NaN]) {
+        assert.is(await range(h.read(position, 2)), 'RangeError', `position ${position}`);
+        assert.is(await range(h.readInto(Buffer.alloc(2), position)), 'RangeError', `readInto position ${position}`);
+      }
+      assert.is(await range(h.read(0, -2)), 'RangeError', 'length -2');
+      assert.is((await h.read(0, 4)).toString(), 'read');
+    } finally {
+      await h.close();
+    }
+    assert.is(await alice.stat('r.bin'), null);
+  });
+
   test('refusals: exists, overwrite, is_a_directory, missing parents, a file in the way', async () => {
     await put(alice, 'e.txt', Buffer.from('one'));
     assert.is(await codeOf(put(alice, 'e.txt', Buffer.from('two'))), 'exists');

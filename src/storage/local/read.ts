@@ -1,3 +1,4 @@
+import { checkRead } from '../checks.ts';
 import { Buffer } from 'node:buffer';
 import type { Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -66,8 +67,7 @@ class LocalReadHandle implements ReadHandle {
    */
   async read(position: number, length: number): Promise<Buffer> {
     this.#open();
-    checkPosition(position);
-    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`Read length ${length} is not a byte count`);
+    checkRead(position, length);
     const want = Math.min(length, Math.max(0, this.size - position));
     if (want === 0) return Buffer.alloc(0);
     const buffer = Buffer.allocUnsafeSlow(want);
@@ -78,7 +78,7 @@ class LocalReadHandle implements ReadHandle {
 
   async readInto(target: Buffer, position: number): Promise<number> {
     const handle = this.#open();
-    checkPosition(position);
+    checkRead(position);
     const want = Math.min(target.length, Math.max(0, this.size - position));
     let got = 0;
     try {
@@ -120,8 +120,8 @@ class HeldReadHandle implements ReadHandle {
   }
 
   async read(position: number, length: number): Promise<Buffer> {
+    checkRead(position, length);
     const bytes = this.#held(position);
-    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`Read length ${length} is not a byte count`);
     return Buffer.from(bytes.subarray(position, position + length));
   }
 
@@ -135,11 +135,8 @@ class HeldReadHandle implements ReadHandle {
 
   #held(position: number): Buffer {
     if (this.#bytes === undefined) throw new FerryError('internal', `Cannot read ${this.#shown}: it is closed`);
-    checkPosition(position);
+    checkRead(position);
     return this.#bytes;
   }
 }
 
-function checkPosition(position: number): void {
-  if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`Read position ${position} is not a byte offset`);
-}

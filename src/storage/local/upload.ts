@@ -1,3 +1,4 @@
+import { checkMtime, checkSize } from '../checks.ts';
 import { Buffer } from 'node:buffer';
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -49,10 +50,8 @@ function heldInMemory(ctx: UploadContext, options: UploadOptions): boolean {
  */
 export async function createUpload(ctx: UploadContext, segments: readonly string[], shown: string, options: UploadOptions): Promise<Upload> {
   const { size } = options;
-  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`Declared size ${size} is not a whole number of bytes`);
-  if (options.mtime !== undefined && !(Number.isFinite(options.mtime) && options.mtime >= 0)) {
-    throw new RangeError(`Modification time ${options.mtime} is not a time`);
-  }
+  checkSize(size);
+  checkMtime(options.mtime);
   const name = segments.at(-1);
   if (name === undefined) throw new FerryError('is_a_directory', 'Cannot upload to your home: it is a directory');
   const home = await ctx.home.real();
@@ -134,9 +133,7 @@ export async function putWhole(ctx: UploadContext, segments: readonly string[], 
   const options: UploadOptions = { ...rest, size, deferChecks: true };
   const name = segments.at(-1);
   if (name === undefined) throw new FerryError('is_a_directory', 'Cannot upload to your home: it is a directory');
-  if (options.mtime !== undefined && !(Number.isFinite(options.mtime) && options.mtime >= 0)) {
-    throw new RangeError(`Modification time ${options.mtime} is not a time`);
-  }
+  checkMtime(options.mtime);
   const commits = ctx.commits;
   if (!ctx.home.pinned || commits === null) {
     const upload = await createUpload(ctx, segments, shown, options);

@@ -1,6 +1,7 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { FerryError } from '../../core/errors.ts';
+import { checkRead } from '../checks.ts';
 import type { ReadHandle } from '../storage.ts';
 import { isPreconditionFailed, s3Fail } from './client.ts';
 import type { FileObject, S3Home } from './home.ts';
@@ -41,12 +42,14 @@ export class S3ReadHandle implements ReadHandle {
   }
 
   async read(position: number, length: number): Promise<Buffer> {
+    checkRead(position, length);
     const target = Buffer.allocUnsafe(Math.max(0, Math.min(length, this.size - position)));
     const n = await this.readInto(target, position);
     return target.subarray(0, n);
   }
 
   async readInto(target: Buffer, position: number): Promise<number> {
+    checkRead(position);
     if (position >= this.size || target.length === 0) return 0;
     if (this.#body === null || position !== this.#at) await this.#open(position);
     let n = 0;

@@ -5,7 +5,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import { FerryError } from '../../core/errors.ts';
 import { parseVirtualPath } from '../../core/paths.ts';
 import type { Entry } from '../../core/types.ts';
-import { checkPageSize } from '../checks.ts';
+import { checkMtime, checkPageSize, checkSize } from '../checks.ts';
 import type { NameLocks } from '../local/partials.ts';
 import { show } from '../local/errors.ts';
 import type { BundleSink, ReadHandle, Storage, Upload, UploadOptions, WholeOptions } from '../storage.ts';
@@ -128,6 +128,8 @@ export class S3Storage implements Storage {
   }
 
   async createUpload(path: string, options: UploadOptions): Promise<Upload> {
+    checkSize(options.size);
+    checkMtime(options.mtime);
     const segments = parseVirtualPath(path);
     const shown = show(segments);
     const release = this.#lock(segments, shown);
@@ -141,6 +143,7 @@ export class S3Storage implements Storage {
   }
 
   async putWhole(path: string, bytes: Buffer, options: WholeOptions): Promise<Entry> {
+    checkMtime(options.mtime);
     const segments = parseVirtualPath(path);
     const shown = show(segments);
     const digest = createHash('sha256').update(bytes).digest('hex');
