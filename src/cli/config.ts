@@ -20,11 +20,13 @@ export interface ServeConfig {
   storage?: string;
   s3Endpoint?: string;
   s3Region?: string;
+  /** Balancers (addresses or CIDR blocks) that send a PROXY header. */
+  proxyProtocol?: string[];
   plugins: PluginSpec[];
 }
 
 const TOP_FIELDS = [
-  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'storage', 's3Endpoint', 's3Region', 'plugins',
+  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'storage', 's3Endpoint', 's3Region', 'proxyProtocol', 'plugins',
 ] as const;
 
 /** A plugin given by word: a path if it looks like a file, otherwise a bundled plugin's name. */
@@ -94,6 +96,11 @@ export async function readServeConfig(file: string): Promise<{ config: ServeConf
         const bytes = parseSize(plain);
         if (bytes === null || bytes < 1) at(node, key, `must be ${SIZE_RULE}`);
         else config.maxUploadSize = bytes;
+        break;
+      }
+      case 'proxyProtocol': {
+        if (!Array.isArray(plain) || !plain.every((v): v is string => typeof v === 'string' && v !== '')) at(node, key, 'must be a list of addresses or CIDR blocks');
+        else config.proxyProtocol = plain;
         break;
       }
       case 'plugins': {

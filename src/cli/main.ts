@@ -22,6 +22,7 @@ export function buildCli() {
     .option('--storage <url>', 'Keep files in an S3-compatible object store: s3://BUCKET[/PREFIX] (default: the data directory)')
     .option('--s3-endpoint <url>', "The object store's endpoint, for stores other than AWS (Ceph, Swift, MinIO, R2...)")
     .option('--s3-region <region>', 'The object store\'s region (default: AWS_REGION, else us-east-1)')
+    .option('--proxy-protocol <cidrs>', 'Behind a TCP balancer: its addresses or CIDR blocks (comma-separated, repeatable); their connections start with a PROXY v1/v2 header naming the real client')
     .example('ferry serve --data ./ferry-data --port 2121')
     .example('AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... ferry serve --storage s3://files/prod --s3-endpoint https://s3.example.org')
     .example('ferry serve --plugin quota --plugin ./my-plugin.mjs --config ferry.config.yaml')

@@ -3,6 +3,7 @@ import { formatAddress } from '../core/address.ts';
 import { parseSize, SIZE_RULE } from '../core/size.ts';
 import { escapeText } from '../core/text.ts';
 import { loadPlugins, type PluginSpec } from '../plugin/load.ts';
+import { ProxyAllowList } from '../server/proxy-protocol.ts';
 import { FerryServer } from '../server/server.ts';
 import type { ObjectStoreOptions } from '../server/options.ts';
 import { parseS3Url } from '../storage/s3/mod.ts';
@@ -25,6 +26,8 @@ export interface ServeCliOptions {
   maxTransfersPerUser?: string | number;
   maxUploadSize?: string | number;
   storage?: string;
+  /** `--proxy-protocol CIDR[,CIDR...]`, repeatable. */
+  proxyProtocol?: string | string[];
   /** cac keeps these two as written (it camel-cases only after a letter). */
   's3-endpoint'?: string;
   's3-region'?: string;
@@ -70,6 +73,9 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
   if (signup !== 'open' && signup !== 'closed') throw new Error(`Invalid --signup '${signup}': use open or closed`);
   const dataDir = resolve(options.data ?? config.data ?? './ferry-data');
   const objectStore = objectStoreOf(options, config);
+  const proxyWords = options.proxyProtocol === undefined ? [] : Array.isArray(options.proxyProtocol) ? options.proxyProtocol : [options.proxyProtocol];
+  const proxyProtocol = [...(config.proxyProtocol ?? []), ...proxyWords.flatMap((w) => String(w).split(','))].filter((w) => w.trim() !== '');
+  new ProxyAllowList(proxyProtocol); // a bad entry stops here, with one line, before anything starts
   const log = consoleLog();
   const words = options.plugin === undefined ? [] : Array.isArray(options.plugin) ? options.plugin : [options.plugin];
   const specs: PluginSpec[] = [...config.plugins, ...words.map((w) => pluginSpecFromWord(String(w)))];
@@ -89,6 +95,7 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
       signup,
       insecure: options.insecure === true || config.insecure === true,
       objectStore,
+      proxyProtocol,
       ...defined({
         maxConnections: parseCount('max-connections', options.maxConnections) ?? config.maxConnections,
         maxConnectionsPerAddress: parseCount('max-connections-per-address', options.maxConnectionsPerAddress) ?? config.maxConnectionsPerAddress,
@@ -118,6 +125,7 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
     lines.push('WARNING: --insecure: no TLS; passwords and files cross the network in clear');
   }
   if (info.objectStore) lines.push(`files in ${info.objectStore}`);
+  if (proxyProtocol.length > 0) lines.push(`PROXY protocol (v1, v2) required from ${proxyProtocol.join(', ')}; refused from anyone else`);
   if (plugins) lines.push(`plugins: ${plugins.names.join(', ')}`);
   lines.push(`sign-up ${signup}; admins are made with: ferry user add NAME --admin --data ${info.dataDir}`);
   lines.push(`To get started, connect a client: ferry connect <host>:${info.port}${info.fingerprint ? ` --fingerprint ${info.fingerprint}` : ' --insecure'}`);

@@ -30,6 +30,12 @@ export interface ServerOptions {
   idleTimeoutMs: number;
   maxConnections: number;
   maxConnectionsPerAddress: number;
+  /**
+   * Balancers (addresses or CIDR blocks) whose connections start with a PROXY header (v1 or v2) naming the real
+   * client, which then counts for per-address limits, throttles and audit lines; a PROXY header from anyone else is
+   * refused. Empty: no header is read.
+   */
+  proxyProtocol: string[];
   /** Uploads plus downloads one user may have in flight, across all their connections; more get `busy`. */
   maxTransfersPerUser: number;
   /** Largest declared upload size in bytes; a larger `put` is refused (`too_large`) before any byte is stored. */
@@ -59,6 +65,7 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   idleTimeoutMs: 15 * 60_000,
   maxConnections: 1024,
   maxConnectionsPerAddress: 32,
+  proxyProtocol: [],
   maxTransfersPerUser: 32,
   maxUploadBytes: 2 ** 40, // 1 TiB
   minFreeBytes: 64 * 1024 * 1024,

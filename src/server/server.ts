@@ -18,6 +18,7 @@ import { consoleLog, type ServerLog } from './console.ts';
 import type { ServerContext } from './context.ts';
 import { FreeSpace } from './free-space.ts';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './options.ts';
+import { ProxyAllowList, readProxyHeader } from './proxy-protocol.ts';
 import { Session } from './session/session.ts';
 import { TransferSlots } from './session/transfers.ts';
 
@@ -46,6 +47,8 @@ export class FerryServer {
   private sweeper: NodeJS.Timeout | null = null;
   private objectStore: S3Driver | null = null;
   private storage: StorageDriver | null = null;
+  /** The balancers allowed to send a PROXY header (--proxy-protocol), or null: none is read. */
+  private readonly proxyAllow: ProxyAllowList | null;
 
   private readonly plugins: PluginHost;
 
@@ -53,6 +56,7 @@ export class FerryServer {
     this.options = { ...DEFAULT_SERVER_OPTIONS, ...options, limits: { ...DEFAULT_SERVER_OPTIONS.limits, ...options.limits } };
     this.log = log;
     this.plugins = plugins ?? PluginHost.empty({ info: log.info, warn: log.warn, error: log.warn });
+    this.proxyAllow = this.options.proxyProtocol.length > 0 ? new ProxyAllowList(this.options.proxyProtocol) : null;
   }
 
   async start(): Promise<ServerInfo> {
@@ -98,8 +102,16 @@ export class FerryServer {
       features: ['resume', 'too_large', 'unavailable', 'bundle', ...this.plugins.features],
     };
 
-    const onSocket = (socket: net.Socket) => this.accept(socket, ctx);
-    const listener = identity
+    // Behind a balancer (--proxy-protocol) a connection's real client is in the PROXY header read before TLS; it is
+    // known here by the balancer's address and port, which the TLS socket over the same connection shares.
+    const proxied = new Map<string, net.AddressInfo | null>();
+    const keyOf = (socket: net.Socket) => `${socket.remoteAddress}:${socket.remotePort}`;
+    const peerOf = (socket: net.Socket) => {
+      const real = proxied.get(keyOf(socket));
+      return real ? { ip: real.address, port: real.port } : undefined;
+    };
+    const onSocket = (socket: net.Socket) => this.accept(socket, ctx, peerOf(socket));
+    const tlsServer = identity
       ? tls.createServer(
           {
             key: identity.key,
@@ -110,12 +122,34 @@ export class FerryServer {
           },
           onSocket,
         )
-      : net.createServer(onSocket);
-    if (identity) {
-      listener.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
-        this.log.info(`[${canonicalIp(socket.remoteAddress ?? '?')}] TLS handshake failed: ${escapeText((err as NodeJS.ErrnoException).code ?? err.message, 200)}`);
-      });
-    }
+      : null;
+    tlsServer?.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      if (proxied.has(keyOf(socket)) && proxied.get(keyOf(socket)) === null && this.proxyAllow?.allows(socket.remoteAddress ?? '')) return; // a balancer's health check
+      const host = peerOf(socket)?.ip ?? canonicalIp(socket.remoteAddress ?? '?');
+      this.log.info(`[${host}] TLS handshake failed: ${escapeText((err as NodeJS.ErrnoException).code ?? err.message, 200)}`);
+    });
+    const allow = this.proxyAllow;
+    const listener: net.Server =
+      allow === null
+        ? (tlsServer ?? net.createServer(onSocket))
+        : net.createServer((raw) => {
+            raw.on('error', () => {});
+            if (raw.remoteAddress === undefined) return void raw.destroy(); // gone before it was looked at (a quick health check)
+            const key = keyOf(raw);
+            const host = canonicalIp(raw.remoteAddress ?? '?');
+            readProxyHeader(raw, allow.allows(host), this.options.handshakeTimeoutMs).then(
+              (peer) => {
+                proxied.set(key, peer === null ? null : { address: peer.ip, port: peer.port, family: '' });
+                raw.once('close', () => proxied.delete(key));
+                if (tlsServer) tlsServer.emit('connection', raw);
+                else onSocket(raw);
+              },
+              (err: Error) => {
+                this.log.info(`[${host}] refused: ${err.message}`);
+                raw.destroy();
+              },
+            );
+          });
     listener.on('error', (err) => this.log.warn(`listener error: ${err.message}`));
     this.listener = listener;
     await listen(listener, this.options.port, this.options.host);
@@ -131,9 +165,10 @@ export class FerryServer {
     };
   }
 
-  private accept(socket: net.Socket, ctx: ServerContext): void {
+  /** A connection, from `peer` (the real client behind a balancer) or from the socket's own address. */
+  private accept(socket: net.Socket, ctx: ServerContext, peer?: { ip: string; port: number }): void {
     socket.on('error', () => {}); // reported by the session; never an uncaught exception
-    const host = canonicalIp(socket.remoteAddress ?? '?');
+    const host = canonicalIp(peer?.ip ?? socket.remoteAddress ?? '?');
     const count = (this.perAddress.get(host) ?? 0) + 1;
     this.perAddress.set(host, count);
     socket.once('close', () => {
@@ -141,7 +176,7 @@ export class FerryServer {
       if (left <= 0) this.perAddress.delete(host);
       else this.perAddress.set(host, left);
     });
-    const session = Session.overSocket(socket, ctx);
+    const session = Session.overSocket(socket, ctx, peer);
     if (this.stopping) {
       session.terminate(new FerryError('shutting_down', 'The server is stopping'));
       return;

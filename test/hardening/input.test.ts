@@ -334,7 +334,7 @@ paths('hand-picked: encoded forms are literal names, look-alikes and .. are refu
 
 const files = suite('hardening: config and manifest files');
 
-const VALID_CONFIG = `host: 127.0.0.1\nport: 2121\ndata: ./d\nsignup: closed\nplugins:\n  - quota\n  - name: compress\n    options: { level: 1 }\n`;
+const VALID_CONFIG = `host: 127.0.0.1\nport: 2121\ndata: ./d\nsignup: closed\nproxyProtocol:\n  - 10.0.0.0/8\n  - ::1\nplugins:\n  - quota\n  - name: compress\n    options: { level: 1 }\n`;
 const VALID_MANIFEST = JSON.stringify({
   server: 'h:2121', fingerprint: `SHA256:${'A'.repeat(43)}`, user: 'u', password: 'p', concurrency: 4,
   ops: [{ put: './a.txt', to: 'r/' }, { get: 'x', to: './y', sha256: 'a'.repeat(64) }, { mkdir: 'd/' }, { rename: 'a', to: 'b' }, { delete: 't' }],

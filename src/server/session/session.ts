@@ -49,8 +49,8 @@ export class Session implements Conn {
   /** Resolves once the session has ended and every commit under way has finished. */
   readonly closed = new Promise<void>((resolve) => (this.#closedResolve = resolve));
 
-  /** A session over a TLS or TCP socket: the ferry frames (Wire), the idle timeout on the socket. */
-  static overSocket(socket: Socket, ctx: ServerContext): Session {
+  /** A session over a TLS or TCP socket: the ferry frames (Wire), the idle timeout on the socket; `peer`: the real client behind a balancer. */
+  static overSocket(socket: Socket, ctx: ServerContext, peer?: { ip: string; port: number }): Session {
     let session: Session | null = null;
     const wire = new Wire(
       socket,
@@ -61,7 +61,7 @@ export class Session implements Conn {
       },
       ctx.options.limits,
     );
-    session = new Session(wire, { ip: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 }, ctx);
+    session = new Session(wire, peer ?? { ip: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 }, ctx);
     socket.setTimeout(ctx.options.idleTimeoutMs, () => session?.timeout('idle'));
     return session;
   }
