@@ -124,7 +124,9 @@ export class FerryServer {
         )
       : null;
     tlsServer?.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
-      if (proxied.has(keyOf(socket)) && proxied.get(keyOf(socket)) === null && this.proxyAllow?.allows(socket.remoteAddress ?? '')) return; // a balancer's health check
+      // Behind a balancer: its health checks (a PROXY LOCAL header, then closed), and connections gone before they
+      // could be named, say nothing worth a line.
+      if (this.proxyAllow !== null && (socket.remoteAddress === undefined || (proxied.get(keyOf(socket)) === null && this.proxyAllow.allows(socket.remoteAddress)))) return;
       const host = peerOf(socket)?.ip ?? canonicalIp(socket.remoteAddress ?? '?');
       this.log.info(`[${host}] TLS handshake failed: ${escapeText((err as NodeJS.ErrnoException).code ?? err.message, 200)}`);
     });
