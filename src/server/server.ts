@@ -18,7 +18,7 @@ import { consoleLog, type ServerLog } from './console.ts';
 import type { ServerContext } from './context.ts';
 import { FreeSpace } from './free-space.ts';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './options.ts';
-import { ProxyAllowList, readProxyHeader } from './proxy-protocol.ts';
+import { ProxyAllowList, readProxyHeader, type Peer } from './proxy-protocol.ts';
 import { Session } from './session/session.ts';
 import { TransferSlots } from './session/transfers.ts';
 
@@ -104,12 +104,9 @@ export class FerryServer {
 
     // Behind a balancer (--proxy-protocol) a connection's real client is in the PROXY header read before TLS; it is
     // known here by the balancer's address and port, which the TLS socket over the same connection shares.
-    const proxied = new Map<string, net.AddressInfo | null>();
+    const proxied = new Map<string, Peer | null>();
     const keyOf = (socket: net.Socket) => `${socket.remoteAddress}:${socket.remotePort}`;
-    const peerOf = (socket: net.Socket) => {
-      const real = proxied.get(keyOf(socket));
-      return real ? { ip: real.address, port: real.port } : undefined;
-    };
+    const peerOf = (socket: net.Socket) => proxied.get(keyOf(socket)) ?? undefined;
     const onSocket = (socket: net.Socket) => this.accept(socket, ctx, peerOf(socket));
     const tlsServer = identity
       ? tls.createServer(
@@ -141,7 +138,7 @@ export class FerryServer {
             const host = canonicalIp(raw.remoteAddress ?? '?');
             readProxyHeader(raw, allow.allows(host), this.options.handshakeTimeoutMs).then(
               (peer) => {
-                proxied.set(key, peer === null ? null : { address: peer.ip, port: peer.port, family: '' });
+                proxied.set(key, peer);
                 raw.once('close', () => proxied.delete(key));
                 if (tlsServer) tlsServer.emit('connection', raw);
                 else onSocket(raw);
@@ -168,7 +165,7 @@ export class FerryServer {
   }
 
   /** A connection, from `peer` (the real client behind a balancer) or from the socket's own address. */
-  private accept(socket: net.Socket, ctx: ServerContext, peer?: { ip: string; port: number }): void {
+  private accept(socket: net.Socket, ctx: ServerContext, peer?: Peer): void {
     socket.on('error', () => {}); // reported by the session; never an uncaught exception
     const host = canonicalIp(peer?.ip ?? socket.remoteAddress ?? '?');
     const count = (this.perAddress.get(host) ?? 0) + 1;

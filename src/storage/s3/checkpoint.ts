@@ -61,17 +61,13 @@ export async function writeCheckpoint(home: S3Home, prefix: string, cp: Checkpoi
   );
 }
 
-/** Deletes a checkpoint, and with `abort` its multipart upload too. Failures are left to the sweeper. */
-export async function dropCheckpoint(home: S3Home, key: string, abort: boolean): Promise<void> {
+/**
+ * Deletes a checkpoint, and with `object` (the key of the file it is for) its multipart upload too — the upload's
+ * id is in the checkpoint's key. Failures are left to the sweeper.
+ */
+export async function dropCheckpoint(home: S3Home, key: string, object: string | null): Promise<void> {
   const { client, bucket } = home;
-  if (abort) {
-    try {
-      const cp = await readCheckpoint(home, key);
-      if (cp !== null) await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: home.key(parseVirtualPath(cp.path)), UploadId: cp.uploadId }));
-    } catch {
-      // gone already, or the store is failing: the sweeper aborts what is left
-    }
-  }
+  if (object !== null) await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: object, UploadId: uploadIdOf(key) })).catch(() => {});
   await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => {});
 }
 
@@ -92,7 +88,7 @@ export async function findResumable(home: S3Home, prefix: string, segments: read
       chosen = { key, checkpoint: cp, offset: cp.parts.reduce((sum, p) => sum + p.size, 0) };
       continue;
     }
-    await dropCheckpoint(home, key, true);
+    await dropCheckpoint(home, key, home.key(segments));
   }
   return chosen;
 }

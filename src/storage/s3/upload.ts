@@ -296,7 +296,7 @@ export class S3Upload implements Upload {
       this.#done = true;
       await home.recordSha256(segments, digest);
       await this.#writing;
-      await dropCheckpoint(home, `${this.#checkpoints}${mpu.uploadId}`, false);
+      await dropCheckpoint(home, `${this.#checkpoints}${mpu.uploadId}`, null);
       return { name: segments.at(-1) as string, type: 'file', size: this.#size, mtime: Math.floor(this.#mtime) };
     } catch (err) {
       if (!this.#done) await this.#drop();
@@ -410,7 +410,7 @@ export class S3Upload implements Upload {
     if (this.#checkpoints === null) return;
     const { home } = this.#t;
     const out = await home.client.send(new ListObjectsV2Command({ Bucket: home.bucket, Prefix: this.#checkpoints, MaxKeys: 100 })).catch(() => null);
-    for (const o of out?.Contents ?? []) if (o.Key) await dropCheckpoint(home, o.Key, true);
+    for (const o of out?.Contents ?? []) if (o.Key) await dropCheckpoint(home, o.Key, home.key(this.#t.segments));
   }
 
   #check(): void {
@@ -434,7 +434,7 @@ export class S3Upload implements Upload {
     const mpu = await starting?.catch(() => null);
     if (mpu) {
       await mpu.abort();
-      if (this.#checkpoints !== null) await dropCheckpoint(this.#t.home, `${this.#checkpoints}${mpu.uploadId}`, false);
+      if (this.#checkpoints !== null) await dropCheckpoint(this.#t.home, `${this.#checkpoints}${mpu.uploadId}`, null);
     }
   }
 }
