@@ -1,5 +1,5 @@
 // The layers of ferry's source, checked on every CI run (npm run check:layers). One direction of dependency:
-//   cli -> client | server | batch -> protocol | transport | auth | storage | audit | plugin | tls -> fs -> core
+//   cli -> client | server | batch -> db -> protocol | transport | auth | storage | audit | plugin | tls -> fs -> core
 // core (errors, Entry, paths, quoting, sizes, addresses) imports nothing of ours. Type-only imports count too,
 // except where a rule says otherwise.
 const OURS = '^(src|plugins)/';
@@ -26,6 +26,8 @@ module.exports = {
     // the protocol's codec is pure (it imports only core), so this is no cycle and no socket.
     below('storage', 'storage', 'core|fs|protocol|storage'),
     below('plugin-layer', 'plugin', 'core|audit|auth|plugin'),
+    // The shared database keeps what auth, audit and tls define (accounts, throttles, events, the identity).
+    below('db', 'db', 'core|fs|auth|audit|tls|db'),
     {
       name: 'server-below-cli',
       severity: 'error',

@@ -16,6 +16,18 @@ export interface AuditReadFilter {
   limit?: number;
 }
 
+/**
+ * Where the audit trail is kept: `<data>/audit.log` (AuditLog, the default) or a shared database (several servers
+ * as one: RDLOG on any of them shows the events of all). The same four operations, the same guarantees.
+ */
+export interface AuditStore {
+  append(event: AuditEventInput): Promise<void>;
+  read(filter?: AuditReadFilter): Promise<AuditEvent[]>;
+  /** Archives the trail and starts a new one with a `log_clear` event by `by`; returns the archive's name. */
+  clear(by: string, address: string): Promise<string>;
+  close(): Promise<void>;
+}
+
 /** Name of the live log inside the data directory. */
 export const AUDIT_LOG_FILE = 'audit.log';
 /** Folder inside the data directory that holds cleared logs. */
@@ -54,7 +66,7 @@ export function auditTime(): string {
  * await log.close();
  * ```
  */
-export class AuditLog {
+export class AuditLog implements AuditStore {
   readonly dataDir: string;
   readonly file: string;
   readonly archiveDir: string;

@@ -45,6 +45,31 @@ export const THROTTLE_DEFAULTS: Readonly<ThrottleOptions> = {
 
 export type ThrottleVerdict = { allowed: true } | { allowed: false; retryAfterMs: number };
 
+/**
+ * Log-in throttling as a server uses it: in this process's memory (LoginThrottle, the default) or shared by
+ * several servers in a database, so that failures on one count on all.
+ */
+export interface LoginGate {
+  /** Whether a log-in attempt may go ahead; if not, how long until the lock-out ends. */
+  check(address: string, user: string): ThrottleVerdict | Promise<ThrottleVerdict>;
+  /** Records a failed attempt; returns how long to wait before answering it (ms). */
+  fail(address: string, user: string): number | Promise<number>;
+  /** Records a successful log-in (forgets the name's failures). */
+  success(address: string, user: string): void | Promise<void>;
+}
+
+/** At most so many events per key in a window (sign-ups per address): in memory (RateLimit) or shared. */
+export interface RateGate {
+  /** Records an event for `key` if under the limit: true when allowed, false when over it. */
+  take(key: string): boolean | Promise<boolean>;
+}
+
+/** The delay after `failures` failed attempts: 0 for the first, then baseDelayMs doubling, capped at maxDelayMs. */
+export function failureDelay(failures: number, options: Pick<ThrottleOptions, 'baseDelayMs' | 'maxDelayMs'>): number {
+  if (failures <= 1) return 0;
+  return Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** Math.min(failures - 2, 30));
+}
+
 interface _Entry {
   failures: number;
   lastFailure: number;
@@ -57,7 +82,7 @@ interface _Entry {
  * throttle.failure('203.0.113.9', 'alice');
  * throttle.check('203.0.113.9', 'alice'); // { allowed: true }
  */
-export class LoginThrottle {
+export class LoginThrottle implements LoginGate {
   readonly options: Readonly<ThrottleOptions>;
   readonly #addresses = new Map<string, _Entry>();
   readonly #users = new Map<string, _Entry>();
@@ -86,9 +111,13 @@ export class LoginThrottle {
       this.#live(this.#addresses, _addressKey(address), now)?.failures ?? 0,
       this.#live(this.#users, _userKey(user), now)?.failures ?? 0,
     );
-    if (failures <= 1) return 0;
-    const { baseDelayMs, maxDelayMs } = this.options;
-    return Math.min(maxDelayMs, baseDelayMs * 2 ** Math.min(failures - 2, 30));
+    return failureDelay(failures, this.options);
+  }
+
+  /** `failure`, then `delayFor`. */
+  fail(address: string, user: string): number {
+    this.failure(address, user);
+    return this.delayFor(address, user);
   }
 
   /** Records a failed attempt; locks the name or the address when it reaches its limit. */
@@ -99,9 +128,8 @@ export class LoginThrottle {
     this.#record(this.#users, _userKey(user), now, userLimit, userLockMs);
   }
 
-  /** Records a successful log-in: forgets the name's and the address's failures. */
   /**
-   * Clears the user's counter only: an address's failures decay with time, so that someone holding one
+   * Records a successful log-in. Clears the user's counter only: an address's failures decay with time, so that someone holding one
    * valid account cannot log in between guesses at other accounts to reset their address's count.
    */
   success(_address: string, user: string): void {
@@ -153,7 +181,7 @@ function _addressKey(address: string): string {
  * At most `limit` events per key in a sliding `windowMs` (e.g. sign-ups per address), with a bounded
  * number of keys (the oldest is forgotten first).
  */
-export class RateLimit {
+export class RateLimit implements RateGate {
   readonly #events = new Map<string, number[]>();
   readonly #limit: number;
   readonly #windowMs: number;

@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../fs/atomic.ts';
 import { LockFile } from '../fs/lock-file.ts';
 import { FerryError } from '../core/errors.ts';
 import { hashPassword, validatePassword } from './password.ts';
-import { PERMISSIONS, type Account, type Permission, type Role, type UserRecord } from './types.ts';
+import { PERMISSIONS, type Account, type Permission, type Role, type UserDirectory, type UserRecord } from './types.ts';
 
 export const USER_FILE_NAME = 'users.json';
 export const USER_FILE_VERSION = 1;
@@ -104,7 +104,7 @@ export function toAccount(record: UserRecord): Account {
  * await users.add('alice', 'correct horse', { perms: ['list', 'download'] });
  * const alice = await users.get('ALICE'); // { name: 'alice', role: 'user', ... }
  */
-export class UserStore {
+export class UserStore implements UserDirectory {
   readonly file: string;
   readonly #lockFile: string;
   readonly #lockTimeoutMs: number;
@@ -114,6 +114,10 @@ export class UserStore {
     this.file = resolve(file);
     this.#lockFile = `${this.file}.lock`;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? LOCK_TIMEOUT_MS;
+  }
+
+  get where(): string {
+    return this.file;
   }
 
   /** The user with this name (any case), or null. */

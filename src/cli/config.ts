@@ -22,11 +22,13 @@ export interface ServeConfig {
   s3Region?: string;
   /** Balancers (addresses or CIDR blocks) that send a PROXY header. */
   proxyProtocol?: string[];
+  /** `postgres://...`: state shared with other servers in PostgreSQL. */
+  db?: string;
   plugins: PluginSpec[];
 }
 
 const TOP_FIELDS = [
-  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'storage', 's3Endpoint', 's3Region', 'proxyProtocol', 'plugins',
+  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'storage', 's3Endpoint', 's3Region', 'proxyProtocol', 'db', 'plugins',
 ] as const;
 
 /** A plugin given by word: a path if it looks like a file, otherwise a bundled plugin's name. */
@@ -71,6 +73,7 @@ export async function readServeConfig(file: string): Promise<{ config: ServeConf
       case 'storage':
       case 's3Endpoint':
       case 's3Region':
+      case 'db':
         if (typeof plain !== 'string' || plain === '') at(node, key, 'must be a non-empty string');
         else config[key] = plain;
         break;

@@ -22,6 +22,7 @@ export function buildCli() {
     .option('--storage <url>', 'Keep files in an S3-compatible object store: s3://BUCKET[/PREFIX] (default: the data directory)')
     .option('--s3-endpoint <url>', "The object store's endpoint, for stores other than AWS (Ceph, Swift, MinIO, R2...)")
     .option('--s3-region <region>', 'The object store\'s region (default: AWS_REGION, else us-east-1)')
+    .option('--db <url>', 'Share state with other servers in PostgreSQL: postgres://USER[:PASSWORD]@HOST[:PORT]/DB (or FERRY_DB) (default: the data directory)')
     .option('--proxy-protocol <cidrs>', 'Behind a TCP balancer: its addresses or CIDR blocks (comma-separated, repeatable); their connections start with a PROXY v1/v2 header naming the real client')
     .example('ferry serve --data ./ferry-data --port 2121')
     .example('AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... ferry serve --storage s3://files/prod --s3-endpoint https://s3.example.org')
@@ -55,6 +56,7 @@ export function buildCli() {
   cli
     .command('user <action> [name]', 'Offline account admin: add | remove | list | passwd (run on the server machine)')
     .option('--data <dir>', 'Data directory of the server', { default: './ferry-data' })
+    .option('--db <url>', "The servers' shared PostgreSQL database instead (or FERRY_DB)")
     .option('--admin', 'add: make the account an admin')
     .option('--perms <list>', 'add: comma-separated permissions (list,download,upload,overwrite,delete,rename,mkdir)')
     .example('ferry user add alice --data ./ferry-data --admin')

@@ -7,6 +7,8 @@ import { ProxyAllowList } from '../server/proxy-protocol.ts';
 import { FerryServer } from '../server/server.ts';
 import type { ObjectStoreOptions } from '../server/options.ts';
 import { parseS3Url } from '../storage/s3/mod.ts';
+import { checkDatabaseUrl, liveServer, migrate, openDatabase, type Database } from '../db/mod.ts';
+import type { PluginDatabase } from '../plugin/mod.ts';
 import { consoleLog, type ServerLog } from '../server/console.ts';
 import { VERSION } from '../version.ts';
 import { BUNDLED_PLUGINS } from './bundled-plugins.ts';
@@ -26,6 +28,8 @@ export interface ServeCliOptions {
   maxTransfersPerUser?: string | number;
   maxUploadSize?: string | number;
   storage?: string;
+  /** `--db postgres://...`: state shared with other servers (FERRY_DB when absent). */
+  db?: string;
   /** `--proxy-protocol CIDR[,CIDR...]`, repeatable. */
   proxyProtocol?: string | string[];
   /** cac keeps these two as written (it camel-cases only after a letter). */
@@ -76,7 +80,29 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
   const proxyWords = options.proxyProtocol === undefined ? [] : Array.isArray(options.proxyProtocol) ? options.proxyProtocol : [options.proxyProtocol];
   const proxyProtocol = [...(config.proxyProtocol ?? []), ...proxyWords.flatMap((w) => String(w).split(','))].filter((w) => w.trim() !== '');
   new ProxyAllowList(proxyProtocol); // a bad entry stops here, with one line, before anything starts
+  const dbUrl = options.db ?? config.db ?? (process.env['FERRY_DB'] || undefined);
+  if (dbUrl !== undefined) checkDatabaseUrl(String(dbUrl));
   const log = consoleLog();
+  // The shared database first: plugins keep their state there too, and an unreachable one stops here in one line.
+  const database = dbUrl !== undefined ? await openDatabase(String(dbUrl), { warn: (m) => log.warn(m) }) : null;
+  try {
+    await serveWith(options, config, baseDir, dataDir, signup, objectStore, proxyProtocol, log, database);
+  } finally {
+    await database?.close();
+  }
+}
+
+async function serveWith(
+  options: ServeCliOptions,
+  config: ServeConfig,
+  baseDir: string,
+  dataDir: string,
+  signup: 'open' | 'closed',
+  objectStore: ObjectStoreOptions | null,
+  proxyProtocol: string[],
+  log: ServerLog,
+  database: Database | null,
+): Promise<void> {
   const words = options.plugin === undefined ? [] : Array.isArray(options.plugin) ? options.plugin : [options.plugin];
   const specs: PluginSpec[] = [...config.plugins, ...words.map((w) => pluginSpecFromWord(String(w)))];
   // With an object store, plugins that sum up usage list a user's files through the server's storage (the server
@@ -85,7 +111,14 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
   const homeFiles = objectStore !== null ? (user: string) => (server as FerryServer).homeFiles(user) : undefined;
   const plugins =
     specs.length > 0
-      ? await loadPlugins(specs, { bundled: BUNDLED_PLUGINS, dataDir, baseDir, log: (name) => pluginLogger(log, name), ...(homeFiles ? { homeFiles } : {}) })
+      ? await loadPlugins(specs, {
+          bundled: BUNDLED_PLUGINS,
+          dataDir,
+          baseDir,
+          log: (name) => pluginLogger(log, name),
+          ...(homeFiles ? { homeFiles } : {}),
+          ...(database ? { db: pluginDatabase(database) } : {}),
+        })
       : undefined;
   server = new FerryServer(
     {
@@ -105,6 +138,7 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
     },
     log,
     plugins,
+    database,
   );
   const info = await server.start().catch((err: NodeJS.ErrnoException) => {
     const where = formatAddress(options.host ?? config.host ?? '::', parsePort(options.port ?? config.port));
@@ -119,15 +153,16 @@ export async function runServe(options: ServeCliOptions): Promise<void> {
     `listening on ${where} (${info.fingerprint ? 'TLS 1.3' : 'PLAIN TCP'})`,
   ];
   if (info.fingerprint) {
-    if (info.identityCreated) lines.push('created a new TLS identity (ECDSA P-256, self-signed) in the data directory');
+    if (info.identityCreated) lines.push(`created a new TLS identity (ECDSA P-256, self-signed) in ${info.database ? 'the shared database' : 'the data directory'}`);
     lines.push(`fingerprint ${info.fingerprint}`);
   } else {
     lines.push('WARNING: --insecure: no TLS; passwords and files cross the network in clear');
   }
   if (info.objectStore) lines.push(`files in ${info.objectStore}`);
+  if (info.database) lines.push(`accounts, throttles, audit log and TLS identity shared in ${info.database}`);
   if (proxyProtocol.length > 0) lines.push(`PROXY protocol (v1, v2) required from ${proxyProtocol.join(', ')}; refused from anyone else`);
   if (plugins) lines.push(`plugins: ${plugins.names.join(', ')}`);
-  lines.push(`sign-up ${signup}; admins are made with: ferry user add NAME --admin --data ${info.dataDir}`);
+  lines.push(`sign-up ${signup}; admins are made with: ferry user add NAME --admin ${info.database ? '--db URL' : `--data ${info.dataDir}`}`);
   lines.push(`To get started, connect a client: ferry connect <host>:${info.port}${info.fingerprint ? ` --fingerprint ${info.fingerprint}` : ' --insecure'}`);
   process.stdout.write(lines.join('\n') + '\n');
 
@@ -163,6 +198,18 @@ function objectStoreOf(options: ServeCliOptions, config: ServeConfig): ObjectSto
   if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) throw new Error(`Invalid --s3-endpoint '${escapeText(endpoint, 200)}': use http(s)://host[:port]`);
   if (region !== undefined && !/^[a-z0-9-]{1,40}$/.test(region)) throw new Error(`Invalid --s3-region '${escapeText(region, 60)}'`);
   return { url, ...(endpoint !== undefined ? { endpoint } : {}), ...(region !== undefined ? { region } : {}) };
+}
+
+/** The shared database as plugins see it (PluginContext.db): queries, transactions, their own migrations. */
+function pluginDatabase(db: Database): PluginDatabase {
+  return {
+    where: db.where,
+    serverId: db.serverId,
+    liveServer,
+    query: (sql, params) => db.query(sql, params),
+    transaction: (work) => db.transaction(work),
+    migrate: (component, migrations) => migrate(db, `plugin:${component}`, migrations),
+  };
 }
 
 /** The fields of `o` that are not undefined. */

@@ -1,6 +1,7 @@
 /**
  * `ferry user add|remove|list|passwd NAME --data DIR [--admin] [--perms list,download,...]`: offline
- * account administration on `<data>/users.json`. A running server sees the changes on its next log-in.
+ * account administration on `<data>/users.json`, or with `--db URL` (or FERRY_DB) on the accounts several servers
+ * share in PostgreSQL. A running server sees the changes on its next log-in.
  *
  * The password comes from FERRY_PASSWORD when set, else from a hidden prompt (asked twice) when stdin
  * is a terminal; otherwise the command fails.
@@ -14,6 +15,7 @@ import {
   PERMISSIONS,
   UserStore,
   userFileIn,
+  type UserDirectory,
   validatePassword,
   validateUsername,
   type UserRecord,
@@ -22,6 +24,8 @@ import {
 export interface UserCommandOptions {
   /** The server's data directory. */
   data: string;
+  /** The servers' shared database (postgres://...), instead of the data directory; FERRY_DB when absent. */
+  db?: string;
   /** `add`: make the user an admin. */
   admin?: boolean;
   /** `add`: comma-separated permissions (default: all). */
@@ -44,18 +48,30 @@ export async function runUserCommand(action: string, name: string | undefined, o
     throw new Error(`Unknown user action '${action}': use ${_ACTIONS.join(', ')}`);
   }
   if (typeof options.data !== 'string' || options.data === '') throw new Error('Missing --data DIR: the server data directory');
-  const store = new UserStore(userFileIn(options.data));
-  if (action === 'list') return _list(store);
-  if (name === undefined || name === '') throw new Error(`Missing user name: ferry user ${action} NAME --data DIR`);
-  switch (action as Exclude<_Action, 'list'>) {
+  const url = options.db ?? (process.env['FERRY_DB'] || undefined);
+  if (action !== 'list' && (name === undefined || name === '')) throw new Error(`Missing user name: ferry user ${action} NAME ${url ? '--db URL' : '--data DIR'}`);
+  if (url === undefined) return _run(action as _Action, name ?? '', new UserStore(userFileIn(options.data)), options);
+  const { DbUserStore, openDatabase } = await import('../db/mod.ts');
+  const db = await openDatabase(String(url));
+  try {
+    await _run(action as _Action, name ?? '', new DbUserStore(db), options);
+  } finally {
+    await db.close();
+  }
+}
+
+async function _run(action: _Action, name: string, store: UserDirectory, options: UserCommandOptions): Promise<void> {
+  switch (action) {
+    case 'list':
+      return _list(store);
     case 'add':
       return _add(store, name, options);
     case 'remove':
       await store.remove(name);
-      consola.success(`Removed user '${name}' from ${store.file}`);
+      consola.success(`Removed user '${name}' from ${store.where}`);
       return;
     case 'passwd': {
-      if (!(await store.get(name))) throw new FerryError('not_found', `No user named '${name}' in ${store.file}`);
+      if (!(await store.get(name))) throw new FerryError('not_found', `No user named '${name}' in ${store.where}`);
       const user = await store.setPassword(name, await _readPassword(`New password for ${name}: `));
       consola.success(`Changed the password of '${user.name}'`);
       return;
@@ -63,21 +79,21 @@ export async function runUserCommand(action: string, name: string | undefined, o
   }
 }
 
-async function _add(store: UserStore, name: string, options: UserCommandOptions): Promise<void> {
+async function _add(store: UserDirectory, name: string, options: UserCommandOptions): Promise<void> {
   validateUsername(name);
   const perms = options.perms === undefined ? [...PERMISSIONS] : _parsePerms(options.perms);
   const existing = await store.get(name);
   if (existing) throw new FerryError('user_exists', `User name '${name}' is taken (by '${existing.name}')`);
   const password = await _readPassword(`Password for ${name}: `);
-  await mkdir(options.data, { recursive: true, mode: 0o700 });
+  if (store instanceof UserStore) await mkdir(options.data, { recursive: true, mode: 0o700 });
   const user = await store.add(name, password, { role: options.admin === true ? 'admin' : 'user', perms });
-  consola.success(`Added ${user.role} '${user.name}' with ${user.perms.join(', ')} to ${store.file}`);
+  consola.success(`Added ${user.role} '${user.name}' with ${user.perms.join(', ')} to ${store.where}`);
 }
 
-async function _list(store: UserStore): Promise<void> {
+async function _list(store: UserDirectory): Promise<void> {
   const users = await store.list();
   if (users.length === 0) {
-    consola.info(`No users in ${store.file}: add one with ferry user add NAME --data DIR`);
+    consola.info(`No users in ${store.where}: add one with ferry user add NAME ${store instanceof UserStore ? '--data DIR' : '--db URL'}`);
     return;
   }
   const width = Math.max(...users.map((user) => user.name.length));

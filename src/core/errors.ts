@@ -41,7 +41,7 @@ export const ERROR_CODES = {
   denied: { fatal: false, retryable: false, text: 'a server plugin refused the operation' },
   bad_encoding: { fatal: false, retryable: true, text: 'the encoded (e.g. compressed) bytes of a transfer could not be decoded' },
   no_space: { fatal: false, retryable: true, text: 'the server is out of disk space' },
-  unavailable: { fatal: false, retryable: true, text: "the server's storage is unavailable for the moment; try again" },
+  unavailable: { fatal: false, retryable: true, text: "the server's storage or database is unavailable for the moment; try again" },
   internal: { fatal: false, retryable: true, text: 'the server hit an unexpected error' },
 } as const satisfies Record<string, { fatal: boolean; retryable: boolean; text: string }>;
 

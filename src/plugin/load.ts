@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PluginError, PluginHost } from './host.ts';
-import { HOOK_KINDS, type FerryPlugin, type HomeFile, type PluginLogger } from './types.ts';
+import { HOOK_KINDS, type FerryPlugin, type HomeFile, type PluginDatabase, type PluginLogger } from './types.ts';
 
 /** One plugin to load: a bundled one by name, or a module file by path, with its options. */
 export interface PluginSpec {
@@ -23,6 +23,8 @@ export interface LoadOptions {
   log: (plugin: string) => PluginLogger;
   /** Users' files where they are not under `<dataDir>/homes` (PluginContext.homeFiles). */
   homeFiles?: (user: string) => AsyncIterable<HomeFile[]>;
+  /** The servers' shared database (PluginContext.db). */
+  db?: PluginDatabase;
 }
 
 /** Checks that a module's export looks like a plugin; names what is wrong. */
@@ -93,6 +95,7 @@ export async function loadPlugins(specs: readonly PluginSpec[], options: LoadOpt
         serverDataDir: options.dataDir,
         log: options.log(plugin.name),
         ...(options.homeFiles ? { homeFiles: options.homeFiles } : {}),
+        ...(options.db ? { db: options.db } : {}),
       });
     } catch (err) {
       throw new PluginError(plugin.name, 'setup', err);

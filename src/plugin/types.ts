@@ -214,6 +214,32 @@ export interface PluginContext<O = unknown> {
    * A plugin that sums up usage uses this instead of walking the disk. Callable once the server has started.
    */
   homeFiles?: (user: string) => AsyncIterable<HomeFile[]>;
+  /**
+   * Present when several servers share state in PostgreSQL (`ferry serve --db`): where a plugin keeps what must be
+   * exact across servers. Callable from `setup` on.
+   */
+  db?: PluginDatabase;
+}
+
+/** One SQL runner: the pool, or the connection of a transaction. Parameters are `$1, $2...`. */
+export interface PluginQuerier {
+  query<R extends object = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+}
+
+/**
+ * The servers' shared database as a plugin sees it (PluginContext.db). A database that cannot be reached fails a
+ * query with FerryError('unavailable'); serialization failures and deadlocks in `transaction` are retried.
+ */
+export interface PluginDatabase extends PluginQuerier {
+  /** The database's URL without its password, for messages. */
+  readonly where: string;
+  /** This server's id (uuid) among the servers on the database. */
+  readonly serverId: string;
+  /** An SQL condition that holds while the server whose id is in `column` is running (seen within 30 s). */
+  liveServer(column: string): string;
+  transaction<T>(work: (q: PluginQuerier) => Promise<T>): Promise<T>;
+  /** Brings the plugin's own tables up to date: steps numbered 1, 2, 3..., each applied once, one server at a time. */
+  migrate(component: string, migrations: ReadonlyArray<{ version: number; name: string; sql: string }>): Promise<number[]>;
 }
 
 /** A file of a user's home (PluginContext.homeFiles). */

@@ -1,6 +1,6 @@
-import type { AuditLog } from '../audit/log.ts';
-import type { LoginThrottle, RateLimit } from '../auth/throttle.ts';
-import type { UserStore } from '../auth/users.ts';
+import type { AuditStore } from '../audit/log.ts';
+import type { LoginGate, RateGate } from '../auth/throttle.ts';
+import type { UserDirectory } from '../auth/types.ts';
 import type { PluginHost } from '../plugin/host.ts';
 import type { StorageDriver } from '../storage/storage.ts';
 import type { ServerLog } from './console.ts';
@@ -11,13 +11,13 @@ import type { TransferSlots } from './session/transfers.ts';
 /** What every session of one server shares. */
 export interface ServerContext {
   readonly options: ServerOptions;
-  readonly users: UserStore;
-  readonly throttle: LoginThrottle;
+  readonly users: UserDirectory;
+  readonly throttle: LoginGate;
   /** The per-user transfer limit, across the user's connections. */
   readonly transfers: TransferSlots;
   /** Sign-ups per address. */
-  readonly signups: RateLimit;
-  readonly audit: AuditLog;
+  readonly signups: RateGate;
+  readonly audit: AuditStore;
   readonly storage: StorageDriver;
   /** Free space under the data directory, checked as uploads start. */
   readonly freeSpace: FreeSpace;

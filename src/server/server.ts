@@ -2,9 +2,10 @@ import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import tls from 'node:tls';
-import { AuditLog } from '../audit/log.ts';
+import { AuditLog, type AuditStore } from '../audit/log.ts';
 import { LoginThrottle, RateLimit } from '../auth/throttle.ts';
 import { UserStore } from '../auth/users.ts';
+import { DbAuditLog, DbLoginGate, DbRateGate, DbTransferSlots, DbUserStore, loadOrCreateSharedIdentity, ServerPresence, type Database } from '../db/mod.ts';
 import { canonicalIp } from '../core/address.ts';
 import { FerryError } from '../core/errors.ts';
 import { escapeText } from '../core/text.ts';
@@ -33,6 +34,8 @@ export interface ServerInfo {
   fingerprint: string | null;
   /** Where the files are: null for `<dataDir>/homes`, else the object store (`s3://bucket/prefix at endpoint`). */
   objectStore: string | null;
+  /** The shared database (without its password), or null for the data directory's own files. */
+  database: string | null;
   identityCreated: boolean;
 }
 
@@ -42,7 +45,9 @@ export class FerryServer {
   private listener: net.Server | null = null;
   private readonly sessions = new Set<Session>();
   private readonly perAddress = new Map<string, number>();
-  private audit: AuditLog | null = null;
+  private audit: AuditStore | null = null;
+  private presence: ServerPresence | null = null;
+  private upkeep: NodeJS.Timeout | null = null;
   private stopping = false;
   private sweeper: NodeJS.Timeout | null = null;
   private objectStore: S3Driver | null = null;
@@ -52,7 +57,16 @@ export class FerryServer {
 
   private readonly plugins: PluginHost;
 
-  constructor(options: Partial<ServerOptions> = {}, log: ServerLog = consoleLog(), plugins?: PluginHost) {
+  /**
+   * `database`: the shared database of several servers (opened and migrated by the caller, who also closes it); null
+   * keeps everything in the data directory.
+   */
+  constructor(
+    options: Partial<ServerOptions> = {},
+    log: ServerLog = consoleLog(),
+    plugins?: PluginHost,
+    private readonly database: Database | null = null,
+  ) {
     this.options = { ...DEFAULT_SERVER_OPTIONS, ...options, limits: { ...DEFAULT_SERVER_OPTIONS.limits, ...options.limits } };
     this.log = log;
     this.plugins = plugins ?? PluginHost.empty({ info: log.info, warn: log.warn, error: log.warn });
@@ -62,7 +76,8 @@ export class FerryServer {
   async start(): Promise<ServerInfo> {
     const dataDir = resolve(this.options.dataDir);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
-    const identity = this.options.insecure ? null : await loadOrCreateIdentity(join(dataDir, 'identity'));
+    const db = this.database;
+    const identity = this.options.insecure ? null : db ? await loadOrCreateSharedIdentity(db) : await loadOrCreateIdentity(join(dataDir, 'identity'));
     let storage: StorageDriver;
     if (this.options.objectStore !== null) {
       const { url, endpoint, region } = this.options.objectStore;
@@ -85,13 +100,32 @@ export class FerryServer {
       storage.sweepPartials(this.options.partialMaxAgeMs).catch((err: unknown) => this.log.warn(`partial sweep failed: ${String(err)}`));
     }, 3600_000);
     this.sweeper.unref();
-    this.audit = new AuditLog(dataDir);
+    let shared: { throttle: DbLoginGate; signups: DbRateGate; slots: DbTransferSlots } | null = null;
+    if (db) {
+      const presence = (this.presence = await ServerPresence.join(db, (m) => this.log.warn(m)));
+      shared = {
+        throttle: new DbLoginGate(db),
+        signups: new DbRateGate(db, 'signup', this.options.signupsPerAddressPerHour, 3600_000),
+        slots: new DbTransferSlots(db, presence.id),
+      };
+    }
+    this.audit = db ? new DbAuditLog(db) : new AuditLog(dataDir);
+    const transfers = new TransferSlots(this.options.maxTransfersPerUser, shared?.slots ?? null);
+    if (shared && this.presence) {
+      const { throttle, signups, slots } = shared;
+      this.presence.every(() => Promise.all([throttle.prune(), signups.prune()]));
+      // This server's transfer counts, as they fall, reach the other servers within a second.
+      this.upkeep = setInterval(() => {
+        slots.publish(transfers.counts()).catch(() => {}); // a database that is away is reported by the presence beat
+      }, 1000);
+      this.upkeep.unref();
+    }
     const ctx: ServerContext = {
       options: { ...this.options, dataDir },
-      users: new UserStore(join(dataDir, 'users.json')),
-      throttle: new LoginThrottle(),
-      transfers: new TransferSlots(this.options.maxTransfersPerUser),
-      signups: new RateLimit({ limit: this.options.signupsPerAddressPerHour, windowMs: 3600_000 }),
+      users: db ? new DbUserStore(db) : new UserStore(join(dataDir, 'users.json')),
+      throttle: shared?.throttle ?? new LoginThrottle(),
+      transfers,
+      signups: shared?.signups ?? new RateLimit({ limit: this.options.signupsPerAddressPerHour, windowMs: 3600_000 }),
       audit: this.audit,
       storage,
       // An object store has no free space to check (its own limits refuse what does not fit).
@@ -160,6 +194,7 @@ export class FerryServer {
       dataDir,
       fingerprint: identity?.fingerprint ?? null,
       objectStore: this.objectStore?.description ?? null,
+      database: db?.where ?? null,
       identityCreated: identity?.created ?? false,
     };
   }
@@ -220,6 +255,8 @@ export class FerryServer {
     await closing;
     await this.plugins.notifyAndWait('server:stop');
     await this.audit?.close();
+    if (this.upkeep) clearInterval(this.upkeep);
+    await this.presence?.leave();
     this.objectStore?.close();
   }
 }

@@ -76,6 +76,22 @@ export async function loadOrCreateIdentity(dir: string, opts: IdentityOptions = 
   return { ...fresh, created: true };
 }
 
+/**
+ * A new identity (key and self-signed certificate, as `loadOrCreateIdentity` makes one), not written anywhere:
+ * for a caller that keeps it elsewhere (a shared database).
+ */
+export async function generateIdentity(opts: IdentityOptions = {}): Promise<Omit<TlsIdentity, 'created'>> {
+  return _generate(opts.commonName ?? 'ferry');
+}
+
+/**
+ * Checks that `key` and `cert` are a PEM pair (the key belongs to the certificate) and returns the identity;
+ * throws an Error that starts with `where` otherwise.
+ */
+export function identityOf(key: string, cert: string, where: string): Omit<TlsIdentity, 'created'> {
+  return _check(key, cert, where, KEY_FILE, CERT_FILE);
+}
+
 /** The identity in `dir`, null if neither file exists; throws if only one does or they do not match. */
 async function _load(dir: string): Promise<TlsIdentity | null> {
   const [key, cert] = await Promise.all([_readIfExists(join(dir, KEY_FILE)), _readIfExists(join(dir, CERT_FILE))]);
@@ -87,23 +103,27 @@ async function _load(dir: string): Promise<TlsIdentity | null> {
         `restore ${lacks}, or remove ${has} to make a new identity (clients will see a new fingerprint)`,
     );
   }
+  return { ..._check(key, cert, `Cannot load the TLS identity in '${dir}'`, KEY_FILE, CERT_FILE), created: false };
+}
+
+function _check(key: string, cert: string, where: string, keyName: string, certName: string): Omit<TlsIdentity, 'created'> {
   let der: Buffer;
   try {
     der = certificateDer(cert);
   } catch {
-    throw new Error(`Cannot load the TLS identity in '${dir}': ${CERT_FILE} holds no PEM certificate`);
+    throw new Error(`${where}: ${certName} holds no PEM certificate`);
   }
   let spki: Buffer;
   try {
     spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
   } catch (err) {
-    throw new Error(`Cannot load the TLS identity in '${dir}': ${KEY_FILE} is not a valid private key (${(err as Error).message})`);
+    throw new Error(`${where}: ${keyName} is not a valid private key (${(err as Error).message})`);
   }
   // The certificate embeds its public key verbatim (SubjectPublicKeyInfo), so a matching pair contains it.
   if (!der.includes(spki)) {
-    throw new Error(`Cannot load the TLS identity in '${dir}': ${KEY_FILE} does not belong to the certificate in ${CERT_FILE}`);
+    throw new Error(`${where}: ${keyName} does not belong to the certificate in ${certName}`);
   }
-  return { key, cert, fingerprint: fingerprintOf(der), created: false };
+  return { key, cert, fingerprint: fingerprintOf(der) };
 }
 
 async function _generate(commonName: string): Promise<Omit<TlsIdentity, 'created'>> {

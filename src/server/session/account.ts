@@ -38,7 +38,7 @@ export async function signup(s: SessionScope, msg: ClientMessageOf<'signup'>): P
   if (s.ctx.options.signup !== 'open') throw new FerryError('signup_closed', 'Sign-up is closed on this server; ask an admin for an account');
   validateUsername(msg.user);
   validatePassword(msg.password);
-  if (!s.ctx.signups.take(s.host)) {
+  if (!(await s.ctx.signups.take(s.host))) {
     s.info(`Sign-up refused for user: ${word(msg.user)} (too many sign-ups from this address)`);
     throw new FerryError('locked_out', 'Too many sign-ups from your address; try again in an hour');
   }
@@ -64,7 +64,7 @@ export async function login(s: SessionScope, msg: ClientMessageOf<'login'>): Pro
   const { throttle, users, plugins } = s.ctx;
   const host = s.host;
   const name = msg.user.slice(0, 64);
-  const gate = throttle.check(host, name);
+  const gate = await throttle.check(host, name);
   if (!gate.allowed) {
     const seconds = Math.ceil(gate.retryAfterMs / 1000);
     s.audit({ event: 'login_failed', user: name, result: 'error', error: 'locked_out' });
@@ -74,7 +74,7 @@ export async function login(s: SessionScope, msg: ClientMessageOf<'login'>): Pro
   if (plugins.has('auth:login')) {
     const result = await plugins.first('auth:login', { user: name, password: msg.password, address: s.address });
     if (result && 'user' in result) {
-      throttle.success(host, name);
+      await throttle.success(host, name);
       const account: Account = { name: result.user.name, role: result.user.role ?? 'user', perms: new Set(result.user.perms ?? [...PERMISSIONS]) };
       s.becomeUser(account);
       s.audit({ event: 'login', result: 'ok', detail: 'authenticated by a plugin' });
@@ -82,23 +82,28 @@ export async function login(s: SessionScope, msg: ClientMessageOf<'login'>): Pro
       return resultOf(account);
     }
     if (result && 'deny' in result) {
-      throttle.failure(host, name);
+      await throttle.fail(host, name);
       s.audit({ event: 'login_failed', user: name, result: 'error', error: 'auth_failed', detail: 'refused by a plugin' });
       s.info(`Authentication failed for user: ${word(name)} (refused by a plugin)`);
       throw refusalOf(result, 'auth_failed');
     }
   }
-  const record = await users.get(name).catch(() => null);
+  // A store that cannot be read (users.json damaged, the database gone) fails the log-in as such, never as a wrong
+  // password: `unavailable` is retryable, and nothing is counted against the user.
+  const record = await users.get(name).catch((err: unknown) => {
+    if (err instanceof FerryError) throw err;
+    s.ctx.log.warn(`cannot read the users: ${escapeText(String(err), 300)}`);
+    throw new FerryError('unavailable', 'The server cannot read its accounts; try again in a moment');
+  });
   const ok = record ? await verifyPassword(msg.password, record.hash) : (await burnPasswordCheck(msg.password), false);
   if (!ok || !record) {
-    throttle.failure(host, name);
-    const delay = throttle.delayFor(host, name);
+    const delay = await throttle.fail(host, name);
     s.audit({ event: 'login_failed', user: name, result: 'error', error: 'auth_failed' });
     s.info(`Authentication failed for user: ${word(name)}`);
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     throw new FerryError('auth_failed', 'Wrong user name or password');
   }
-  throttle.success(host, name);
+  await throttle.success(host, name);
   const account: Account = { name: record.name, role: record.role, perms: new Set(record.perms) };
   s.becomeUser(account);
   s.audit({ event: 'login', result: 'ok' });

@@ -65,7 +65,7 @@ export class Downloads {
     let release: (() => void) | null = null;
     try {
       op.permit();
-      release = s.reserveTransfer();
+      release = await s.reserveTransfer();
       handle = await user.storage.openRead(msg.path);
       const offset = msg.offset ?? 0;
       if (offset > handle.size) {

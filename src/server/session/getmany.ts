@@ -78,7 +78,7 @@ export class GetBundles {
     const s = this.#s;
     if (!s.features.includes('bundle')) throw new FerryError('bad_message', "'bundle' was not negotiated in the handshake");
     need(user.account, 'download');
-    const release = s.reserveTransfer();
+    const release = await s.reserveTransfer();
     try {
       const state: GetState = {
         user,

@@ -77,7 +77,7 @@ export class PutBundles {
     const s = this.#s;
     if (!s.features.includes('bundle')) throw new FerryError('bad_message', "'bundle' was not negotiated in the handshake");
     need(user.account, 'upload');
-    const release = s.reserveTransfer();
+    const release = await s.reserveTransfer();
     try {
       const { maxMessage, maxData } = s.ctx.options.limits;
       const limits = { maxHeader: maxMessage, maxBody: maxData };

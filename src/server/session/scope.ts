@@ -50,5 +50,5 @@ export interface SessionScope {
   /** The session ends from this side (after `bye`, or the client's own error). */
   close(): void;
   /** Reserves one of the user's transfer slots while a transfer is set up (see TransferSlots.reserve). */
-  reserveTransfer(): () => void;
+  reserveTransfer(): Promise<() => void>;
 }

@@ -183,7 +183,7 @@ export class Session implements Conn {
     this.ctx.transfers.join(account.name, this);
   }
 
-  reserveTransfer(): () => void {
+  reserveTransfer(): Promise<() => void> {
     const user = this.#user;
     if (user === null) throw new FerryError('auth_required', 'Log in first (LOGIN or SIGNUP)');
     return this.ctx.transfers.reserve(user.account.name);

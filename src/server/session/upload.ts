@@ -76,7 +76,7 @@ export class Uploads {
         throw new FerryError('bad_message', `Encoding ${quotePath(msg.encoding.slice(0, 40))} was not negotiated in the handshake`);
       }
       checkSize(s, msg.path, msg.size);
-      release = s.reserveTransfer();
+      release = await s.reserveTransfer();
       try {
         // The storage checks the target as it starts the upload (one look instead of a stat first), or, when no
         // plugin needs to know what the upload replaces, as it commits (small uploads: one hop for it all).
