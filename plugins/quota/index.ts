@@ -3,6 +3,7 @@ import { definePlugin, type FerryPlugin, type HomeFile, type PluginLogger, type 
 import { Ledger } from './ledger.ts';
 import { limitsAnyone, limitsFor, validate, type Limits, type QuotaOptions } from './options.ts';
 import { scanHome, treeOf } from './scan.ts';
+import { DbQuotas } from './shared.ts';
 import { formatSize } from '../../src/plugin/mod.ts';
 
 export type { QuotaOptions } from './options.ts';
@@ -96,8 +97,11 @@ class Quotas {
  */
 export function createQuotaPlugin(): FerryPlugin<QuotaOptions> {
   let quotas: Quotas | null = null;
+  /** Instead of `quotas` when the server has a shared database (PluginContext.db): see shared.ts. */
+  let shared: DbQuotas | null = null;
   /** Null when the user has no limit: then the plugin does nothing for them. */
   const forUser = (user: string): Quotas | null => (quotas?.limited(user) ? quotas : null);
+  const sharedFor = (user: string): DbQuotas | null => (shared?.limited(user) ? shared : null);
 
   /** Waits until the user's home is summed up; false when that takes too long (the caller answers busy). */
   const ready = async (q: Quotas, user: string): Promise<boolean> => (await waitAtMost(q.ledger(user), LOAD_WAIT_MS)) !== LATE;
@@ -121,16 +125,26 @@ export function createQuotaPlugin(): FerryPlugin<QuotaOptions> {
     name: 'quota',
     timeoutMs: HOOK_TIMEOUT_MS,
     validate,
-    setup(ctx) {
-      quotas = new Quotas(ctx.options, join(ctx.serverDataDir, 'homes'), ctx.log, ctx.homeFiles);
+    async setup(ctx) {
+      if (ctx.db) {
+        // Several servers on one database: usage and reservations live there, exact across them (shared.ts).
+        shared = new DbQuotas(ctx.options, ctx.db, join(ctx.serverDataDir, 'homes'), ctx.log, ctx.homeFiles);
+        await shared.setup();
+      } else {
+        quotas = new Quotas(ctx.options, join(ctx.serverDataDir, 'homes'), ctx.log, ctx.homeFiles);
+      }
       if (!limitsAnyone(ctx.options)) ctx.log.warn('No limits configured (defaults or users with maxBytes / maxFiles): nobody is limited');
     },
     hooks: {
+      // With the database: this server's holds are given back (its uploads have ended).
+      'server:stop': () => shared?.stop(),
       // Last among the upload vetoes: space is held only once no other plugin can refuse the upload
       // (a refusal after this one would mean no upload:after, and the space would stay held).
       'upload:before': {
         order: 'post',
         handler: async (op) => {
+          // With the database, fails closed: `unavailable` when it cannot be reached (see DbQuotas.beforeUpload).
+          if (shared) return sharedFor(op.user)?.beforeUpload(op);
           const q = forUser(op.user);
           if (!q) return undefined;
           const pending = q.ledger(op.user);
@@ -142,17 +156,21 @@ export function createQuotaPlugin(): FerryPlugin<QuotaOptions> {
         },
       },
       'upload:after': (op, outcome) => {
+        if (shared) return sharedFor(op.user)?.afterUpload(op, outcome);
         forUser(op.user)?.apply(op.user, (ledger) => ledger.finish(op, op, outcome.ok));
       },
-      'delete:before': (op) => afterCounting(op.user),
+      'delete:before': (op) => (shared ? sharedFor(op.user)?.beforeChange(op.user) : afterCounting(op.user)),
       'delete:after': (op, outcome) => {
+        if (shared) return sharedFor(op.user)?.afterDelete(op, outcome);
         if (outcome.ok) forUser(op.user)?.apply(op.user, (ledger) => ledger.remove(op.path));
       },
-      'rename:before': (op) => afterCounting(op.user),
+      'rename:before': (op) => (shared ? sharedFor(op.user)?.beforeChange(op.user) : afterCounting(op.user)),
       'rename:after': (op, outcome) => {
+        if (shared) return sharedFor(op.user)?.afterRename(op, outcome);
         if (outcome.ok) forUser(op.user)?.apply(op.user, (ledger) => ledger.rename(op.from, op.to));
       },
       'usage:get': async (actor) => {
+        if (shared) return sharedFor(actor.user)?.usage(actor);
         const q = forUser(actor.user);
         if (!q) return undefined;
         let ledger: Ledger | typeof LATE;
@@ -176,7 +194,9 @@ export function createQuotaPlugin(): FerryPlugin<QuotaOptions> {
 /**
  * Per-user limits on stored bytes and file count, strict under concurrency: an upload holds its declared
  * size (less the file it replaces) from the moment it is accepted, so parallel uploads cannot together pass
- * a limit. Usage is summed up from disk on first use and then kept in memory; LIST and STAT show it.
+ * a limit. Usage is summed up from disk on first use and then kept in memory; LIST and STAT show it. With a
+ * shared database (`ferry serve --db`), usage and reservations are kept there instead, exact across every server
+ * on it and surviving restarts (shared.ts).
  *
  * @example
  * ```yaml

@@ -144,12 +144,7 @@ export class Database implements Querier {
    */
   async transaction<T>(work: (q: Querier) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.#pool.connect();
-      } catch (err) {
-        throw this.#mapped(err);
-      }
+      const client = await this.#checkout();
       const q: Querier = { query: async (sql, params = []) => (await client.query(sql, params as unknown[])).rows };
       let broken: unknown = undefined;
       try {
@@ -166,7 +161,7 @@ export class Database implements Querier {
         throw this.#mapped(err);
       } finally {
         // A connection that failed mid-transaction is not given back to the pool for reuse.
-        client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
+        this.#release(client, broken instanceof Error ? broken : broken === undefined ? undefined : true);
       }
     }
   }
@@ -176,12 +171,7 @@ export class Database implements Querier {
    * connection: migrations use this).
    */
   async withConnection<T>(work: (q: Querier) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.#pool.connect();
-    } catch (err) {
-      throw this.#mapped(err);
-    }
+    const client = await this.#checkout();
     let broken = false;
     try {
       return await work({ query: async (sql, params = []) => (await client.query(sql, params as unknown[])).rows });
@@ -189,9 +179,31 @@ export class Database implements Querier {
       broken = isDatabaseGone(err);
       throw this.#mapped(err);
     } finally {
-      client.release(broken);
+      this.#release(client, broken);
     }
   }
+
+  /**
+   * A client of our own for a while. A checked-out client whose connection breaks emits 'error' (the pool listens
+   * only to idle ones): without a listener that would end the process.
+   */
+  async #checkout(): Promise<pg.PoolClient> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (err) {
+      throw this.#mapped(err);
+    }
+    client.on('error', this.#onClientError);
+    return client;
+  }
+
+  #release(client: pg.PoolClient, broken: boolean | Error | undefined): void {
+    client.off('error', this.#onClientError);
+    client.release(broken);
+  }
+
+  readonly #onClientError = (err: Error): void => this.#wentDown(err);
 
   async close(): Promise<void> {
     if (this.#closed) return;

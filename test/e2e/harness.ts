@@ -134,7 +134,7 @@ export async function waitUntil(check: () => boolean, timeoutMs: number, what: s
  * Starts `ferry serve` on 127.0.0.1 (or `host`; null: ferry's default) with an OS-chosen port; resolves once it
  * prints its banner.
  */
-export async function startServer(options: { dataDir?: string; home?: string; args?: string[]; env?: Record<string, string>; host?: string | null } = {}): Promise<ServerHandle> {
+export async function startServer(options: { dataDir?: string; home?: string; args?: string[]; env?: Record<string, string>; host?: string | null; port?: number } = {}): Promise<ServerHandle> {
   const root = options.dataDir ? null : tempDir();
   const dataDir = options.dataDir ?? join(root as string, 'data');
   const ownHome = !options.home;
@@ -143,7 +143,7 @@ export async function startServer(options: { dataDir?: string; home?: string; ar
   const host = options.host === undefined ? ['--host', '127.0.0.1'] : options.host === null ? [] : ['--host', options.host];
   const args = options.args ?? [];
   const store = args.includes('--storage') ? [] : objectStoreArgs(dataDir);
-  const child = startFerry(['serve', ...host, '--port', '0', '--data', dataDir, ...store, ...args], { env });
+  const child = startFerry(['serve', ...host, '--port', String(options.port ?? 0), '--data', dataDir, ...store, ...args], { env });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     await waitUntil(() => /listening on .*:(\d+)/.test(child.output()) && (/fingerprint SHA256:\S+/.test(child.output()) || /PLAIN TCP/.test(child.output())), 20_000, `server banner; got: ${child.output()}`);
