@@ -141,6 +141,13 @@ export async function bundle(outfile) {
   const replace = {
     name: 'ferry-replaced-modules',
     setup(build) {
+      // pg's optional native binding (pg.native, which ferry never touches) is not in the executable: a module that
+      // says so stands in for it, so that nothing is left to load from outside.
+      build.onResolve({ filter: /^pg-native$/ }, () => ({ path: 'pg-native', namespace: 'ferry-absent' }));
+      build.onLoad({ filter: /.*/, namespace: 'ferry-absent' }, () => ({
+        contents: 'throw new Error("pg-native is not part of the ferry executable (ferry uses the pure-JS pg client)");',
+        loader: 'js',
+      }));
       build.onLoad({ filter: /\.ts$/ }, (args) => {
         const text = replaced[relative(ROOT, args.path).split('\\').join('/')];
         return text === undefined ? undefined : { contents: text, loader: 'js' };
@@ -161,7 +168,7 @@ export async function bundle(outfile) {
   }).catch((err) => fail(`esbuild: ${err.message}`));
   // Our own code must not use import.meta at all: a path next to the source means nothing in the executable.
   // (A module the bundle replaces may: its text in the bundle is the one above.)
-  const ours = Object.keys(result.metafile.inputs).filter((i) => !i.startsWith('node_modules/'));
+  const ours = Object.keys(result.metafile.inputs).filter((i) => !i.startsWith('node_modules/') && !i.startsWith('ferry-absent:'));
   const meta = ours.filter((i) => !(i in replaced) && /\bimport\.meta\b/.test(readFileSync(join(ROOT, i), 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '')));
   if (meta.length) fail(`import.meta is used in ${meta.join(', ')}: it has no meaning in the bundle (use process.argv, process.execPath or data passed in)`);
   const where = (w) => `${w.location?.file ?? '?'}:${w.location?.line ?? '?'}`;

@@ -15,6 +15,7 @@ import { Database, type DatabaseOptions } from './pool.ts';
 import { FERRY_MIGRATIONS } from './schema.ts';
 
 export { DbAuditLog } from './audit.ts';
+export { DbNameLeases } from './leases.ts';
 export { loadOrCreateSharedIdentity, storeSharedIdentity } from './identity.ts';
 export { migrate, type Migration } from './migrate.ts';
 export { checkDatabaseUrl, Database, isDatabaseGone, redactUrl, type DatabaseOptions, type Querier } from './pool.ts';

@@ -91,4 +91,16 @@ export const FERRY_MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'upload leases (one upload per key across servers)',
+    sql: `
+      CREATE TABLE upload_leases (
+        key text PRIMARY KEY,
+        server_id uuid NOT NULL,
+        token uuid NOT NULL,
+        taken_at timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];

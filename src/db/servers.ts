@@ -42,6 +42,7 @@ export class ServerPresence {
     await db.query('INSERT INTO servers (id, name) VALUES ($1, $2)', [id, `${hostname()}:${process.pid}`]);
     await db.query(`DELETE FROM servers WHERE seen_at < now() - interval '${STALE_AFTER_S * 10} seconds'`);
     await db.query(`DELETE FROM transfer_slots WHERE server_id NOT IN (SELECT id FROM servers)`);
+    await db.query(`DELETE FROM upload_leases WHERE server_id NOT IN (SELECT id FROM servers)`);
     return new ServerPresence(db, id, warn);
   }
 
@@ -63,6 +64,7 @@ export class ServerPresence {
   async leave(): Promise<void> {
     clearInterval(this.#timer);
     await this.db.query('DELETE FROM transfer_slots WHERE server_id = $1', [this.id]).catch(() => {});
+    await this.db.query('DELETE FROM upload_leases WHERE server_id = $1', [this.id]).catch(() => {});
     await this.db.query('DELETE FROM servers WHERE id = $1', [this.id]).catch(() => {});
   }
 }

@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { AuditLog, type AuditStore } from '../audit/log.ts';
 import { LoginThrottle, RateLimit } from '../auth/throttle.ts';
 import { UserStore } from '../auth/users.ts';
-import { DbAuditLog, DbLoginGate, DbRateGate, DbTransferSlots, DbUserStore, loadOrCreateSharedIdentity, ServerPresence, type Database } from '../db/mod.ts';
+import { DbAuditLog, DbLoginGate, DbNameLeases, DbRateGate, DbTransferSlots, DbUserStore, loadOrCreateSharedIdentity, ServerPresence, type Database } from '../db/mod.ts';
 import { canonicalIp } from '../core/address.ts';
 import { FerryError } from '../core/errors.ts';
 import { escapeText } from '../core/text.ts';
@@ -78,14 +78,20 @@ export class FerryServer {
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const db = this.database;
     const identity = this.options.insecure ? null : db ? await loadOrCreateSharedIdentity(db) : await loadOrCreateIdentity(join(dataDir, 'identity'));
+    // With a shared database this server is one of several: it says so (ServerPresence), and claims an object key for
+    // an upload across all of them (DbNameLeases).
+    const presence = db ? (this.presence = await ServerPresence.join(db, (m) => this.log.warn(m))) : null;
+    const leases = db ? new DbNameLeases(db, db.serverId) : null;
+    if (presence && leases) presence.every(() => leases.retry());
     let storage: StorageDriver;
     if (this.options.objectStore !== null) {
       const { url, endpoint, region } = this.options.objectStore;
-      const driver = new S3Driver(parseS3Url(url), { ...(endpoint !== undefined ? { endpoint } : {}), ...(region !== undefined ? { region } : {}) });
+      const driver = new S3Driver(parseS3Url(url), { ...(endpoint !== undefined ? { endpoint } : {}), ...(region !== undefined ? { region } : {}) }, leases);
       try {
         await driver.check();
       } catch (err) {
         driver.close();
+        await this.presence?.leave();
         throw err;
       }
       this.objectStore = driver;
@@ -101,8 +107,7 @@ export class FerryServer {
     }, 3600_000);
     this.sweeper.unref();
     let shared: { throttle: DbLoginGate; signups: DbRateGate; slots: DbTransferSlots } | null = null;
-    if (db) {
-      const presence = (this.presence = await ServerPresence.join(db, (m) => this.log.warn(m)));
+    if (db && presence) {
       shared = {
         throttle: new DbLoginGate(db),
         signups: new DbRateGate(db, 'signup', this.options.signupsPerAddressPerHour, 3600_000),

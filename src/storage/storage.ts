@@ -194,6 +194,16 @@ export interface Upload {
 }
 
 /** A storage driver hands out one Storage per user. */
+/**
+ * Claims on object keys shared by several servers on one store (src/db: a table in their database), so that one
+ * upload per target runs across all of them, as NameLocks does within one server. `take` gives a token, or null
+ * when another server holds the key; `give` hands it back (a late `give` never frees a later claim).
+ */
+export interface NameLeases {
+  take(key: string): Promise<string | null>;
+  give(key: string, token: string): Promise<void>;
+}
+
 export interface StorageDriver {
   forUser(user: string): Storage;
   /** Deletes partial uploads older than maxAgeMs (run at start-up and periodically). */

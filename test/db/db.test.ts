@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FerryError } from '../../src/core/errors.ts';
 import {
-  Database, DbAuditLog, DbLoginGate, DbRateGate, DbTransferSlots, DbUserStore, FERRY_MIGRATIONS, loadOrCreateSharedIdentity, migrate, openDatabase, redactUrl, ServerPresence,
+  Database, DbAuditLog, DbLoginGate, DbNameLeases, DbRateGate, DbTransferSlots, DbUserStore, FERRY_MIGRATIONS, loadOrCreateSharedIdentity, migrate, openDatabase, redactUrl, ServerPresence,
 } from '../../src/db/mod.ts';
 import { TransferSlots } from '../../src/server/session/transfers.ts';
 import { renderEvent } from '../../src/audit/mod.ts';
@@ -154,6 +154,34 @@ when('transfer slots: the per-user limit across two servers, racing; a dead serv
     await dbB.query("UPDATE servers SET seen_at = now() - interval '1 hour' WHERE id = $1", [dbA.serverId]);
     const freed = await b.reserve('carol').then(() => 'ok', (e: FerryError) => e.code);
     assert.is(freed, 'ok', 'the dead server holds nothing');
+  } finally {
+    await pa.leave();
+    await pb.leave();
+  }
+});
+
+when('upload leases: one server per key; given back, taken over from a dead server, a late give frees nothing', async () => {
+  const [dbA, dbB] = [await server(), await server()];
+  const [pa, pb] = [await ServerPresence.join(dbA, () => {}), await ServerPresence.join(dbB, () => {})];
+  try {
+    const a = new DbNameLeases(dbA, dbA.serverId);
+    const b = new DbNameLeases(dbB, dbB.serverId);
+    const both = await Promise.all([a.take('homes/u/x'), b.take('homes/u/x')]);
+    assert.is(both.filter((t) => t !== null).length, 1, 'exactly one of two at once');
+    const [holder, other] = both[0] !== null ? [a, b] : [b, a];
+    const token = (both[0] ?? both[1]) as string;
+    assert.is(await other.take('homes/u/x'), null);
+    const again = await holder.take('homes/u/x'); // its own lease, its give still on the way
+    assert.ok(again !== null && again !== token);
+    await holder.give('homes/u/x', token); // the late give of the first claim
+    assert.is(await other.take('homes/u/x'), null, 'a late give does not free the later claim');
+    await holder.give('homes/u/x', again as string);
+    const taken = await other.take('homes/u/x');
+    assert.ok(taken !== null, 'free once given back');
+    // The holder dies: its lease is free for the others.
+    const dead = other === a ? dbA : dbB;
+    await dbA.query("UPDATE servers SET seen_at = now() - interval '1 hour' WHERE id = $1", [dead.serverId]);
+    assert.ok((await holder.take('homes/u/x')) !== null, 'a dead server holds nothing');
   } finally {
     await pa.leave();
     await pb.leave();

@@ -205,6 +205,19 @@ when('two uploads on two servers that together pass the quota: exactly the one t
   }
 });
 
+when('two servers uploading the same file at the same moment: one stores it, the other is told it is in progress', async () => {
+  const c = await up();
+  const [a, b] = c.servers as [ServerHandle, ServerHandle];
+  const signed = await connect(a, 'twins', 'password-1', ['LIST'], ['--signup']);
+  assert.is(signed.code, 0, signed.stderr);
+  const big = join(c.dir, 'same.bin');
+  writeFileSync(big, Buffer.alloc(96 * 1024 * 1024, 5));
+  const runs = await Promise.all([a, b].map((s) => connect(s, 'twins', 'password-1', [`PUT ${big} same.bin`])));
+  const text = runs.map((r) => r.stdout + r.stderr);
+  assert.is(text.filter((x) => /sha256 verified/.test(x)).length, 1, text.join('\n---\n'));
+  assert.is(text.filter((x) => /an upload of it is in progress on another server/.test(x)).length, 1, text.join('\n---\n'));
+});
+
 when('a 500-file batch through the balancer while one server is SIGKILLed midway: completes on the other, every file verified, nothing partial', async () => {
   const c = await up();
   const work = join(c.dir, 'batch');

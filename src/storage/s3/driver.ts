@@ -3,7 +3,7 @@ import pLimit from 'p-limit';
 import { uploadIdOf } from './checkpoint.ts';
 import { NameLocks } from '../local/partials.ts';
 import { checkHomeName } from '../checks.ts';
-import type { Storage, StorageDriver } from '../storage.ts';
+import type { NameLeases, Storage, StorageDriver } from '../storage.ts';
 import { isNotFound, isUnavailable, makeS3Client, statusOf, type S3ClientOptions } from './client.ts';
 import { FolderCache, S3Home } from './home.ts';
 import type { S3Location } from './location.ts';
@@ -28,7 +28,11 @@ export class S3Driver implements StorageDriver {
   readonly #limit = pLimit(64);
   readonly #endpoint: string;
 
-  constructor(location: S3Location, options: S3ClientOptions = {}) {
+  readonly #leases: NameLeases | null;
+
+  /** `leases`: claims on keys shared with the other servers on this store (one upload per target across them). */
+  constructor(location: S3Location, options: S3ClientOptions = {}, leases: NameLeases | null = null) {
+    this.#leases = leases;
     this.#location = location;
     this.#client = makeS3Client(options);
     this.#endpoint = options.endpoint ?? 'AWS S3';
@@ -71,7 +75,7 @@ export class S3Driver implements StorageDriver {
 
   forUser(user: string): Storage {
     checkHomeName(user);
-    return new S3Storage(new S3Home(this.#client, this.#location.bucket, this.#base, user, this.#folders), this.#locks, this.#limit);
+    return new S3Storage(new S3Home(this.#client, this.#location.bucket, this.#base, user, this.#folders), this.#locks, this.#limit, this.#leases);
   }
 
   /**

@@ -8,7 +8,7 @@ import type { Entry } from '../../core/types.ts';
 import { checkMtime, checkPageSize, checkSize } from '../checks.ts';
 import type { NameLocks } from '../local/partials.ts';
 import { show } from '../local/errors.ts';
-import type { BundleSink, ReadHandle, Storage, Upload, UploadOptions, WholeOptions } from '../storage.ts';
+import type { BundleSink, NameLeases, ReadHandle, Storage, Upload, UploadOptions, WholeOptions } from '../storage.ts';
 import { isNotFound, s3Fail } from './client.ts';
 import { fileEntry, fileOf, META_MTIME, META_SHA256, type S3Home } from './home.ts';
 import { S3ReadHandle } from './read.ts';
@@ -25,10 +25,13 @@ export class S3Storage implements Storage {
   readonly #locks: NameLocks;
   readonly #limit: LimitFunction;
 
-  constructor(home: S3Home, locks: NameLocks, limit: LimitFunction = pLimit(64)) {
+  readonly #leases: NameLeases | null;
+
+  constructor(home: S3Home, locks: NameLocks, limit: LimitFunction = pLimit(64), leases: NameLeases | null = null) {
     this.#home = home;
     this.#locks = locks;
     this.#limit = limit;
+    this.#leases = leases;
   }
 
   async stat(path: string): Promise<Entry | null> {
@@ -132,7 +135,7 @@ export class S3Storage implements Storage {
     checkMtime(options.mtime);
     const segments = parseVirtualPath(path);
     const shown = show(segments);
-    const release = this.#lock(segments, shown);
+    const release = await this.#lock(segments, shown);
     try {
       const { target, replaces } = await this.#checkUpload(segments, shown, options);
       return await S3Upload.open(target, options.size, options.resume === true, replaces, target.parents, release);
@@ -148,7 +151,7 @@ export class S3Storage implements Storage {
     const shown = show(segments);
     const digest = createHash('sha256').update(bytes).digest('hex');
     if (digest !== options.sha256.toLowerCase()) throw new FerryError('digest_mismatch', `Upload of ${shown}: the SHA-256 of the bytes received differs from the declared one`);
-    const release = this.#lock(segments, shown);
+    const release = await this.#lock(segments, shown);
     try {
       return await this.#limit(async () => storeWhole((await this.#checkUpload(segments, shown, options)).target, bytes, digest));
     } finally {
@@ -236,10 +239,10 @@ export class S3Storage implements Storage {
       return;
     }
     // Both names are held (no upload of either in this server meanwhile), so the original deleted is the one copied.
-    const release = this.#lock(dest, shownTo);
+    const release = await this.#lock(dest, shownTo);
     let releaseSource: () => void = () => {};
     try {
-      releaseSource = this.#lock(source, shownFrom);
+      releaseSource = await this.#lock(source, shownFrom);
       await this.#target(dest, overwrite, verb, shownTo);
       await this.#home.parents(dest, false, verb, shownTo);
       const key = this.#home.key(dest);
@@ -362,15 +365,33 @@ export class S3Storage implements Storage {
     }
   }
 
-  /** One upload (or rename without overwrite) per target at a time in this server: `busy` otherwise. Idempotent release. */
-  #lock(segments: readonly string[], shown: string): () => void {
+  /**
+   * One upload (or rename without overwrite) per target at a time in this server, and with shared leases (several
+   * servers on one store) in all of them: `busy` otherwise. Idempotent release.
+   */
+  async #lock(segments: readonly string[], shown: string): Promise<() => void> {
     const key = this.#home.key(segments);
     if (!this.#locks.lock(key)) throw new FerryError('busy', `Cannot upload ${shown}: an upload of it is in progress`);
+    const leases = this.#leases;
+    let token: string | null = null;
+    if (leases !== null) {
+      try {
+        token = await leases.take(key);
+      } catch (err) {
+        this.#locks.unlock(key);
+        throw err;
+      }
+      if (token === null) {
+        this.#locks.unlock(key);
+        throw new FerryError('busy', `Cannot upload ${shown}: an upload of it is in progress on another server`);
+      }
+    }
     let held = true;
     return () => {
       if (!held) return;
       held = false;
       this.#locks.unlock(key);
+      if (leases !== null && token !== null) leases.give(key, token).catch(() => {}); // a lease left behind ends with its server
     };
   }
 }
