@@ -216,7 +216,7 @@ function makeFile(path, size) {
 }
 
 // ------------------------------------------------------------------------------------------ services
-async function services() {
+async function services({ store }) {
   const env = {};
   if (process.env.DATABASE_URL) {
     env.DATABASE_URL = process.env.DATABASE_URL;
@@ -231,6 +231,7 @@ async function services() {
     env.DATABASE_URL = /DATABASE_URL=(\S+)/.exec(out)?.[1];
     if (!env.DATABASE_URL) throw new Error(`postgres.sh printed no DATABASE_URL: ${out}`);
   }
+  if (!store) return env;
   if (process.env.S3_ENDPOINT && process.env.AWS_ACCESS_KEY_ID && process.env.AWS_SECRET_ACCESS_KEY) {
     for (const k of ['S3_ENDPOINT', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) env[k] = process.env[k];
     env.AWS_REGION = process.env.AWS_REGION ?? 'us-east-1';
@@ -611,7 +612,7 @@ async function main() {
   const dirty = git(['status', '--porcelain', '--untracked-files=no', '--', 'src', 'plugins']) ? ' (with uncommitted changes in src/ or plugins/)' : '';
   const commit = (git(['rev-parse', '--short', 'HEAD']) || '?') + dirty;
   log(`ferry: ${version} (${CLI}); ${RUNS} run(s) per configuration; ${CLIENTS} x ${SIZE / MiB} MiB; ${USERS} users, ${CONCURRENCY} at once; load ${f2(loadavg()[0])}`);
-  const svc = await services();
+  const svc = await services({ store: ONLY !== 'accounts' });
   const up = ONLY === 'accounts' ? null : await uploads(svc);
   const acc = ONLY === 'uploads' ? null : await accounts(svc);
   const minutes = (Date.now() - started.getTime()) / 60_000;

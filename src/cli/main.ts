@@ -62,6 +62,15 @@ export function buildCli() {
     .example('ferry user add alice --data ./ferry-data --admin')
     .action(async (action, name, options) => (await import('./user.ts')).runUserCommand(action, name, options));
 
+  cli
+    .command('identity <action>', "The servers' shared TLS identity in the database: show | rotate")
+    .option('--db <url>', "The servers' shared PostgreSQL database (or FERRY_DB)")
+    .option('--key <file>', 'rotate: use this PEM private key (with --cert, e.g. from a CA) instead of making a new pair')
+    .option('--cert <file>', 'rotate: the PEM certificate that goes with --key')
+    .example('ferry identity show --db postgres://ferry@db/ferry')
+    .example('ferry identity rotate --db postgres://ferry@db/ferry       # then restart the servers one by one')
+    .action(async (action, options) => (await import('./identity.ts')).runIdentityCommand(action, options));
+
   cli.help();
   cli.version(VERSION);
   return cli;
