@@ -86,14 +86,18 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const children = new Set();
 const undo = [];
 let cleaning = null;
+/** Set once cleanup has begun: nothing new is started after that (what main() is still doing fails). */
+let stopping = false;
 async function cleanup() {
   if (cleaning) return cleaning;
+  stopping = true;
   cleaning = (async () => {
-    for (const c of [...children]) await stopChild(c);
+    await Promise.all([...children].map(stopChild));
     while (undo.length) {
       const step = undo.pop();
       try { await withTimeout(Promise.resolve().then(step.fn), 60_000, step.what); } catch (err) { log(`cleanup: ${step.what}: ${String(err?.message ?? err).slice(0, 300)}`); }
     }
+    await Promise.all([...children].map(stopChild));
     rmSync(T, { recursive: true, force: true });
   })();
   return cleaning;
@@ -129,6 +133,7 @@ function ferryCommand(argv) {
 }
 /** A long-running child whose output is kept (the last 256 KiB). */
 function background(cmd, argv, env) {
+  if (stopping) throw new Error('stopping: not starting ' + cmd);
   const child = spawn(cmd, argv, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   child.output = '';
@@ -140,6 +145,7 @@ function background(cmd, argv, env) {
 }
 /** Runs a command to its end (killed after timeoutMs); resolves with exit code, output and wall seconds. */
 function run(cmd, argv, { env, input = '', timeoutMs = 120_000 } = {}) {
+  if (stopping) return Promise.resolve({ code: -1, out: 'stopping: not started', wall: 0, end: process.hrtime.bigint() });
   return new Promise((res) => {
     const t0 = process.hrtime.bigint();
     const child = spawn(cmd, argv, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -253,13 +259,14 @@ async function services({ store }) {
 let pgModule = null;
 /** A new database on the PostgreSQL server; dropped by the returned function (and at cleanup). */
 async function freshDatabase(adminUrl, tag) {
+  if (stopping) throw new Error('stopping: no new database');
   pgModule ??= (await import('pg')).default;
   const name = `ferry_scaleout_${tag}_${randomBytes(4).toString('hex')}`;
   const q = async (sql) => { const c = new pgModule.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 }); await c.connect(); try { await c.query(sql); } finally { await c.end(); } };
-  await q(`CREATE DATABASE ${name}`);
   let dropped = false;
   const drop = async () => { if (!dropped) { dropped = true; await q(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`); } };
-  undo.push({ what: `drop database ${name}`, fn: drop });
+  undo.push({ what: `drop database ${name}`, fn: drop }); // before it exists: a stop during CREATE still drops it
+  await q(`CREATE DATABASE ${name}`);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return { url: url.toString(), name, drop };
@@ -271,7 +278,6 @@ async function freshBucket(env) {
   const s3 = await import('@aws-sdk/client-s3');
   const client = new s3.S3Client({ endpoint: env.S3_ENDPOINT, forcePathStyle: true, region: env.AWS_REGION, credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY } });
   const bucket = `ferry-scaleout-${randomBytes(4).toString('hex')}`;
-  await withTimeout(client.send(new s3.CreateBucketCommand({ Bucket: bucket })), 30_000, 'create bucket');
   undo.push({
     what: `remove bucket ${bucket}`,
     fn: async () => {
@@ -288,6 +294,7 @@ async function freshBucket(env) {
       } finally { client.destroy(); }
     },
   });
+  await withTimeout(client.send(new s3.CreateBucketCommand({ Bucket: bucket })), 30_000, 'create bucket');
   /** SHA-256 (hex) and size of an object, read back in full. */
   const readBack = async (key) => {
     const out = await client.send(new s3.GetObjectCommand({ Bucket: bucket, Key: key }));
@@ -301,6 +308,7 @@ async function freshBucket(env) {
 
 // ------------------------------------------------------------------------------------------ HAProxy
 async function startBalancer(dir, ports) {
+  if (stopping) throw new Error('stopping: not starting HAProxy');
   undo.push({ what: `stop HAProxy in ${dir}`, fn: () => { spawnSync('bash', [HAPROXY_SH, 'stop', dir], { stdio: 'ignore', timeout: 30_000 }); } });
   const out = execFileSync('bash', [HAPROXY_SH, 'start', dir, ...ports.map(String)], { encoding: 'utf8', timeout: 30_000 });
   const port = Number(/HAPROXY_PORT=(\d+)/.exec(out)?.[1]);
@@ -361,6 +369,7 @@ async function uploads(svc) {
 
   /** N clients at once through balancer `n`, each uploading its file as `${tag}-c<i>.bin`; verified; removed. */
   async function round(n, tag, clients = CLIENTS) {
+    if (stopping) throw new Error('stopping');
     const names = files.slice(0, clients).map((_, i) => `${tag}-c${i}.bin`);
     const off = logSize(ha[n].logFile);
     const load = loadavg()[0];
@@ -407,6 +416,7 @@ async function uploads(svc) {
 
 // ------------------------------------------------------------------------------------------ 2. accounts
 async function accounts(svc) {
+  if (stopping) throw new Error('stopping');
   const { tsImport } = await import('tsx/esm/api');
   const here = pathToFileURL(fileURLToPath(import.meta.url)).href;
   const { FerryClient } = await tsImport('../../src/client/mod.ts', here);
@@ -430,6 +440,7 @@ async function accounts(svc) {
   const files = Array.from({ length: USERS }, (_, i) => { const path = join(T, 'acc-src', `u${i}.bin`); return { path, sha256: makeFile(path, 4096) }; });
 
   async function round(kind, r) {
+    if (stopping) throw new Error('stopping');
     const dataDir = join(T, `acc-${kind}-${r}`);
     const env = { ...process.env, NO_COLOR: '1', FERRY_HOME: join(T, 'acc-home') };
     delete env.FERRY_SCRYPT_N;
@@ -538,14 +549,19 @@ function report(meta, up, acc) {
     const m1 = median(up.runs.filter((x) => x.servers === 1 && x.verified === x.clients).map((x) => x.wall));
     const m2 = median(up.runs.filter((x) => x.servers === 2 && x.verified === x.clients).map((x) => x.wall));
     out.push('');
-    out.push(`2 servers ÷ 1 server, median wall: ${f2(m2 / m1)} (${m2 < m1 ? `2 servers ${f2(m1 / m2)}x faster` : `2 servers ${f2(m2 / m1)}x slower`}). "ferry servers CPU" is both servers' together (the second one idles in the 1-server runs); "machine CPU busy" is the whole machine's (/proc/stat) during the run.`);
+    out.push(`2 servers ÷ 1 server, median wall: ${f2(m2 / m1)} (${m2 < m1 ? `2 servers ${f2(m1 / m2)}x faster` : `2 servers ${f2(m2 / m1)}x slower`}). "ferry servers CPU" is both servers' together (the second one idles in the 1-server runs); "machine CPU busy" is the whole machine's (/proc/stat) during the run, the object store's and PostgreSQL's work included.`);
+    const busy = up.runs.filter((x) => x.verified === x.clients).map((x) => x.busy);
+    if (busy.length && Math.min(...busy) >= 95) {
+      out.push('');
+      out.push(`The machine's CPU was saturated (at least ${f0(Math.min(...busy))}% busy) in every run, with one server as with two: the uploads are CPU-bound here (the clients' TLS and SHA-256, the servers' TLS, SHA-256 and store requests, the object store's own servers), so a second ferry server finds no idle core to use. What the table can show on this machine is that the balancer spreads the clients over both servers and that every upload lands verified in the one store; a speed-up needs servers on cores (or machines) of their own.`);
+    }
     for (const x of up.runs) for (const e of x.errors.slice(0, 2)) out.push(`\n> ${x.servers} server(s): ${e.replaceAll('\n', ' ')}`);
     out.push('');
   }
   if (acc) {
     out.push(`### Sign-up + log-in + one 4 KiB upload per user, ${USERS} users, ${CONCURRENCY} at once: embedded state against PostgreSQL`);
     out.push('');
-    out.push(`Per user: a connection that signs up (which logs it in) and quits, then one that logs in, uploads 4 KiB and quits — TLS 1.3 each, real scrypt (N=2^15) on the server for the sign-up and the log-in. Driven by the client library (src/client) from one Node process, not by \`ferry connect\` processes (their start-up would dominate: below), each user from its own loopback address (127.10.x.y; the server allows 20 sign-ups per address per hour). A fresh \`ferry serve\` with fresh state per run — embedded: users.json, audit log and throttles in its data directory; PostgreSQL: \`--db\` on a fresh database (scripts/services/postgres.sh's settings: fsync off). Files on the local file system (/dev/shm) in both, so only the state store differs. Configurations alternated. Verified: each upload's SHA-256 as the server confirmed it, and each file read back from the data directory.`);
+    out.push(`Per user: a connection that signs up (which logs it in) and quits, then one that logs in, uploads 4 KiB and quits — TLS 1.3 each, real scrypt (N=2^15) on the server for the sign-up and the log-in. Driven by the client library (src/client) from one Node process, not by \`ferry connect\` processes (what those cost is in the last table), each user from its own loopback address (127.10.x.y; the server allows 20 sign-ups per address per hour). A fresh \`ferry serve\` with fresh state per run — embedded: users.json, audit log and throttles in its data directory; PostgreSQL: \`--db\` on a fresh database (scripts/services/postgres.sh's settings: fsync off). Files on the local file system (/dev/shm) in both, so only the state store differs. Configurations alternated. Verified: each upload's SHA-256 as the server confirmed it, and each file read back from the data directory.`);
     out.push('');
     out.push('| state store | runs | verified users | median users/s | min–max users/s | median s per run | sign-up (connect + sign-up + quit) ms, median | log-in + PUT 4 KiB ms, median | server CPU ms per user | client CPU ms per user | machine CPU busy | load avg at start of each run |');
     out.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
@@ -558,7 +574,7 @@ function report(meta, up, acc) {
     const e = median(acc.runs.filter((x) => x.kind === 'embedded').map((x) => x.users / x.wall));
     const p = median(acc.runs.filter((x) => x.kind === 'postgres').map((x) => x.users / x.wall));
     out.push('');
-    out.push(`PostgreSQL ÷ embedded, users/s: ${f2(p / e)}. Server CPU is ferry serve's alone; PostgreSQL's own CPU is not in it (it is in "machine CPU busy").`);
+    out.push(`PostgreSQL ÷ embedded, users/s: ${f2(p / e)}. Server CPU is ferry serve's alone; PostgreSQL's own CPU is not in it (it is in "machine CPU busy"). Most of the server's CPU per user is the two scrypt checks (N=2^15, ~0.1 s of CPU each here), the same in both.`);
     for (const x of acc.runs) for (const err of x.errors.slice(0, 2)) out.push(`\n> ${x.kind}: ${err.replaceAll('\n', ' ')}`);
     const probes = acc.runs.filter((x) => x.cli);
     if (probes.length) {
@@ -568,6 +584,10 @@ function report(meta, up, acc) {
       out.push('| state store | through the library, wall ms | `ferry connect` process, wall ms | its client CPU ms | `ferry --version` alone, wall ms | its CPU ms |');
       out.push('|---|---|---|---|---|---|');
       for (const x of probes) out.push(`| ${x.kind} | ${f0(1000 * x.cli.lib)} | ${f0(1000 * x.cli.cliWall)} | ${f0(1000 * x.cli.cliCpu)} | ${f0(1000 * x.cli.startWall)} | ${f0(1000 * x.cli.startCpu)} |`);
+      const cliCpu = median(probes.map((x) => x.cli.cliCpu));
+      const serverPerUser = median(acc.runs.map((x) => x.serverCpu / x.users));
+      out.push('');
+      out.push(`Driven by \`ferry connect\` (one process to sign up, one to log in and PUT), each user would cost the client side ~${f0(2000 * cliCpu)} ms of CPU in two processes — ${2 * cliCpu > 1.1 * serverPerUser ? 'more than' : 2 * cliCpu > 0.9 * serverPerUser ? 'about as much as' : 'besides'} the server's ~${f0(1000 * serverPerUser)} ms — on the same two cores as the server, so that a CLI-driven figure would measure the CLI's start-up ${2 * cliCpu > 0.9 * serverPerUser ? 'as much as' : 'beside'} the server. Through the library the client side costs ${f0(median(acc.runs.map((x) => (1000 * x.clientCpu) / x.users)))} ms per user.`);
     }
     out.push('');
   }
@@ -623,5 +643,10 @@ async function main() {
 
 main().then(
   async () => { await cleanup(); },
-  async (err) => { console.error('[scaleout] failed:', err?.stack ?? err); await cleanup(); process.exit(1); },
+  async (err) => {
+    if (stopping) return; // a signal: its handler cleans up and exits
+    console.error('[scaleout] failed:', err?.stack ?? err);
+    await cleanup();
+    process.exit(1);
+  },
 );
