@@ -201,7 +201,7 @@ function objectStoreOf(options: ServeCliOptions, config: ServeConfig): ObjectSto
 }
 
 /** The shared database as plugins see it (PluginContext.db): queries, transactions, their own migrations. */
-function pluginDatabase(db: Database): PluginDatabase {
+export function pluginDatabase(db: Database): PluginDatabase {
   return {
     where: db.where,
     serverId: db.serverId,

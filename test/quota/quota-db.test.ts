@@ -8,10 +8,11 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createQuotaPlugin } from '../../plugins/quota/index.ts';
 import type { Entry } from '../../src/core/types.ts';
-import { liveServer, migrate, openDatabase, ServerPresence, type Database } from '../../src/db/mod.ts';
+import { pluginDatabase } from '../../src/cli/serve.ts';
+import { openDatabase, ServerPresence, type Database } from '../../src/db/mod.ts';
 import type { PluginHost } from '../../src/plugin/host.ts';
 import { loadPlugins } from '../../src/plugin/load.ts';
-import type { FerryPlugin, HomeFile, PluginDatabase, PluginQuerier, UploadOp } from '../../src/plugin/types.ts';
+import type { FerryPlugin, HomeFile, UploadOp } from '../../src/plugin/types.ts';
 import { dbMissing, freshDatabase, type TestDatabase } from '../db/pg.ts';
 import { startForwarder, type Forwarder } from '../s3/store.ts';
 import { testWhen } from '../skip.ts';
@@ -39,18 +40,6 @@ async function* homeFiles(user: string): AsyncIterable<HomeFile[]> {
   if (listDelayMs > 0) await new Promise((r) => setTimeout(r, listDelayMs));
   const files = homes.get(user) ?? [];
   for (let i = 0; i < files.length; i += 2) yield files.slice(i, i + 2); // pages of two
-}
-
-/** The PluginDatabase of a server, as `ferry serve --db` makes it (src/cli/serve.ts). */
-function pluginDatabase(db: Database): PluginDatabase {
-  return {
-    where: db.where,
-    serverId: db.serverId,
-    liveServer,
-    query: (sql, params) => db.query(sql, params),
-    transaction: <T>(work: (q: PluginQuerier) => Promise<T>) => db.transaction(work),
-    migrate: (component, migrations) => migrate(db, `plugin:${component}`, migrations),
-  };
 }
 
 const forwarders: Forwarder[] = [];
