@@ -26,6 +26,9 @@ module.exports = {
     // the protocol's codec is pure (it imports only core), so this is no cycle and no socket.
     below('storage', 'storage', 'core|fs|protocol|storage'),
     below('plugin-layer', 'plugin', 'core|audit|auth|plugin'),
+    // The page and its HTTPS side: the browser code (src/web/page) shares only pure modules (sizes, text, the audit
+    // rendering); the server side knows nothing of sessions (the server hands it callbacks).
+    below('web', 'web', 'core|audit|web'),
     // The shared database keeps what auth, audit and tls define (accounts, throttles, events, the identity).
     below('db', 'db', 'core|fs|auth|audit|tls|db'),
     {

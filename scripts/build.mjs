@@ -141,11 +141,12 @@ export async function bundle(outfile) {
   const replace = {
     name: 'ferry-replaced-modules',
     setup(build) {
-      // pg's optional native binding (pg.native, which ferry never touches) is not in the executable: a module that
-      // says so stands in for it, so that nothing is left to load from outside.
-      build.onResolve({ filter: /^pg-native$/ }, () => ({ path: 'pg-native', namespace: 'ferry-absent' }));
-      build.onLoad({ filter: /.*/, namespace: 'ferry-absent' }, () => ({
-        contents: 'throw new Error("pg-native is not part of the ferry executable (ferry uses the pure-JS pg client)");',
+      // Optional native add-ons that dependencies try and do without (pg.native, which ferry never touches; ws's
+      // bufferutil and utf-8-validate, which it loads in a try) are not in the executable: a module that says so
+      // stands in for each, so that nothing is left to load from outside.
+      build.onResolve({ filter: /^(pg-native|bufferutil|utf-8-validate)$/ }, (args) => ({ path: args.path, namespace: 'ferry-absent' }));
+      build.onLoad({ filter: /.*/, namespace: 'ferry-absent' }, (args) => ({
+        contents: `throw new Error(${JSON.stringify(`${args.path} is not part of the ferry executable (an optional native add-on)`)});`,
         loader: 'js',
       }));
       build.onLoad({ filter: /\.ts$/ }, (args) => {

@@ -4,7 +4,7 @@
 // the data directory against PostgreSQL) under sign-ups and log-ins. Loopback only; every process it starts is
 // stopped by its PID (also on failure and SIGINT), every temporary directory, database and bucket removed.
 //
-//   npm run bench:scaleout                       3 runs per configuration, 100 users; prints the tables (~5 min)
+//   npm run bench:scaleout                       3 runs per configuration, 100 users; prints the tables (~4 min)
 //   npm run bench:scaleout -- --write            ... and rewrites docs/benchmarks.md between the bench-scaleout markers
 //   npm run bench:scaleout -- --quick            1 run each, 20 users (< 2 min)
 //   options: --runs N  --users N  --concurrency N (sign-up clients at once, 4)  --clients N (uploaders, 20)
@@ -30,7 +30,7 @@
 // scripts/services/haproxy.sh.
 import { spawn, execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -128,8 +128,18 @@ async function stopChild(child) {
 }
 
 // ------------------------------------------------------------------------------------------ processes
+/** dist/ferry copied at the start, so that a rebuild during the run (others work here too) changes nothing. */
+let ferryBin = FERRY_BIN;
+let ferryBuilt = null;
+function snapshotBinary() {
+  if (CLI !== 'dist') return;
+  ferryBuilt = statSync(FERRY_BIN).mtime;
+  ferryBin = join(T, 'ferry');
+  copyFileSync(FERRY_BIN, ferryBin);
+  chmodSync(ferryBin, 0o755);
+}
 function ferryCommand(argv) {
-  return CLI === 'dist' ? [FERRY_BIN, argv] : [process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), ...argv]];
+  return CLI === 'dist' ? [ferryBin, argv] : [process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts'), ...argv]];
 }
 /** A long-running child whose output is kept (the last 256 KiB). */
 function background(cmd, argv, env) {
@@ -203,6 +213,15 @@ function machineCpu() {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
   return { busy: total - f[3] - f[4], total };
+}
+/**
+ * What the rest of the machine is doing: its CPU busy share over 2 s while nothing of this benchmark works (taken
+ * just before each run). The 1-minute load average read next to it still carries the benchmark's previous run.
+ */
+async function othersBusy() {
+  const a = machineCpu();
+  await sleep(2000);
+  return busyPct(a, machineCpu());
 }
 const busyPct = (a, b) => (b.total > a.total ? (100 * (b.busy - a.busy)) / (b.total - a.total) : NaN);
 const median = (xs) => { const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b); const n = s.length; return n ? (n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2) : NaN; };
@@ -372,13 +391,14 @@ async function uploads(svc) {
     if (stopping) throw new Error('stopping');
     const names = files.slice(0, clients).map((_, i) => `${tag}-c${i}.bin`);
     const off = logSize(ha[n].logFile);
+    const idle = await othersBusy();
     const load = loadavg()[0];
     const m0 = machineCpu(), c0 = reapedCpu(), s0 = procCpu(a.pid) + procCpu(b.pid), h0 = procCpu(ha[1].pid) + procCpu(ha[2].pid);
     const t0 = process.hrtime.bigint();
     const results = await Promise.all(names.map((name, i) => connect(ha[n].port, [`PUT ${files[i].path} ${name}`, 'QUIT'])));
     const wall = Number(results.reduce((m, r) => (r.end > m ? r.end : m), t0) - t0) / 1e9;
     const m1 = machineCpu(), c1 = reapedCpu(), s1 = procCpu(a.pid) + procCpu(b.pid), h1 = procCpu(ha[1].pid) + procCpu(ha[2].pid);
-    await sleep(300); // HAProxy writes its line when a connection closes
+    const after = await othersBusy(); // also gives HAProxy time to write its lines (one when a connection closes)
     const spread = split(ha[n].logFile, off);
     // Verified: the digest the client printed (the server's, after it checked the bytes), then the object read back.
     const errors = [];
@@ -393,7 +413,7 @@ async function uploads(svc) {
     }
     const del = await connect(ha[n].port, [...names.map((x, i) => (results[i].code === 0 ? `DELF ${x}` : null)).filter(Boolean), 'QUIT'], 120_000);
     if (del.code !== 0) log(`removing ${tag}: ${del.out.slice(-300)}`);
-    return { servers: n, load, wall, clients: names.length, verified, errors, spread, busy: busyPct(m0, m1), clientCpu: c1 - c0, serverCpu: s1 - s0, haproxyCpu: h1 - h0, perClient: median(results.map((r) => r.wall)) };
+    return { servers: n, load, idle, after, wall, clients: names.length, verified, errors, spread, busy: busyPct(m0, m1), clientCpu: c1 - c0, serverCpu: s1 - s0, haproxyCpu: h1 - h0, perClient: median(results.map((r) => r.wall)) };
   }
 
   // Warm-up, not counted: one client per server (through the 2-server balancer, leastconn: one each).
@@ -450,6 +470,7 @@ async function accounts(svc) {
     const errors = [];
     const signupMs = [], loginPutMs = [];
     let done = 0;
+    const idle = await othersBusy();
     const load = loadavg()[0];
     const m0 = machineCpu(), s0 = procCpu(server.pid), c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
@@ -478,6 +499,7 @@ async function accounts(svc) {
     }));
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
     const m1 = machineCpu(), s1 = procCpu(server.pid), cu = process.cpuUsage(c0);
+    const after = await othersBusy();
     // Verified: each file read back from the server's data directory.
     let verified = 0;
     for (let i = 0; i < USERS; i++) {
@@ -488,7 +510,7 @@ async function accounts(svc) {
     await server.stop();
     if (db) await db.drop();
     rmSync(dataDir, { recursive: true, force: true });
-    return { kind, load, wall, users: USERS, done, verified, errors, signupMs: median(signupMs), loginPutMs: median(loginPutMs), serverCpu: s1 - s0, clientCpu: (cu.user + cu.system) / 1e6, busy: busyPct(m0, m1), cli };
+    return { kind, load, idle, after, wall, users: USERS, done, verified, errors, signupMs: median(signupMs), loginPutMs: median(loginPutMs), serverCpu: s1 - s0, clientCpu: (cu.user + cu.system) / 1e6, busy: busyPct(m0, m1), cli };
   }
 
   /** One at a time, for a few users of the run: log-in + PUT through the library, then the same with `ferry connect`. */
@@ -526,11 +548,11 @@ async function accounts(svc) {
 }
 
 // ------------------------------------------------------------------------------------------ report
-function loadsOf(rs) { return rs.map((x) => `${f2(x.load)}${x.load > HIGH_LOAD ? '*' : ''}`).join(', '); }
+function loadsOf(rs) { return rs.map((x) => `${f2(x.load)}${x.load > HIGH_LOAD ? '*' : ''} (${f0(x.idle)}% / ${f0(x.after)}%)`).join(', '); }
 function report(meta, up, acc) {
   const out = [];
-  out.push(`Run: \`npm run bench:scaleout${meta.argv ? ` -- ${meta.argv}` : ''}\`, ${meta.started}, ${f1(meta.minutes)} min; commit ${meta.commit}; ferry \`${meta.version}\` (${CLI === 'dist' ? 'dist/ferry, the single executable' : 'from the source, node --import tsx'}).`);
-  out.push(`Machine: ${cpus().length} vCPU (${cpus()[0]?.model?.trim() ?? '?'}), shared: the load average (1 min) at the start of each run is in the tables; **runs started at a load above ${HIGH_LOAD} (marked \\*) are not headline figures** — other work was running, and on two cores it takes CPU the benchmark needs. Everything on one machine over loopback: clients, HAProxy, the ferry servers, PostgreSQL and the object store share the same ${cpus().length} cores.`);
+  out.push(`Run: \`npm run bench:scaleout${meta.argv ? ` -- ${meta.argv}` : ''}\`, ${meta.started}, ${f1(meta.minutes)} min; commit ${meta.commit}; ferry \`${meta.version}\` (${CLI === 'dist' ? `dist/ferry, the single executable, built ${ferryBuilt?.toISOString().replace(/\.\d+Z$/, 'Z')}, copied at the start` : 'from the source, node --import tsx'}; the client library from the source).`);
+  out.push(`Machine: ${cpus().length} vCPU (${cpus()[0]?.model?.trim() ?? '?'}), shared with other work; load average ${f2(meta.load0)} when the benchmark started. Everything on one machine over loopback: clients, HAProxy, the ferry servers, PostgreSQL and the object store share the same ${cpus().length} cores. The tables give, for each run, the 1-minute load average at its start (marked \\* above ${HIGH_LOAD}) and, in brackets, the share of the machine's CPU that others used in the 2 s before it and in the 2 s after it, while nothing of the benchmark worked. The load average counts runnable processes and decays over about a minute: a run has many (${CLIENTS} clients, the servers, the store's), so after the first run it carries mostly the benchmark's own previous run; the bracketed shares tell other work apart. **Figures taken at a load above ${HIGH_LOAD} are not headline figures** — unless that load is the benchmark's own: a load of at most ${HIGH_LOAD} before the first run and others' share near 0% around every run.`);
   out.push('');
   if (up) {
     const total = CLIENTS * SIZE;
@@ -538,7 +560,7 @@ function report(meta, up, acc) {
     out.push('');
     out.push(`\`ferry serve --db postgres://... --storage s3://BUCKET/bench --s3-endpoint ... --proxy-protocol 127.0.0.1/32\` (both servers: one database, one bucket and prefix, ${up.bucketNote}) behind HAProxy 2.6 (\`balance leastconn\`, \`send-proxy-v2\`, scripts/services/haproxy.sh). ${CLIENTS} \`ferry connect\` processes (one user, \`PUT\`), started together; wall = first start to last exit. Configurations alternated (1, 2, 1, 2, ...), after one uncounted warm-up upload per server. Verified: each client's \`sha256 verified\` digest against the local file, and every object read back from the store and hashed.`);
     out.push('');
-    out.push('| servers | runs | verified | median wall s | min–max s | aggregate MiB/s (median) | per-client wall s (median) | ferry servers CPU s | clients CPU s | HAProxy CPU s | machine CPU busy | connections per server | load avg at start of each run |');
+    out.push('| servers | runs | verified | median wall s | min–max s | aggregate MiB/s (median) | per-client wall s (median) | ferry servers CPU s | clients CPU s | HAProxy CPU s | machine CPU busy | connections per server | load avg at start of each run (others\' CPU before / after) |');
     out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const n of [1, 2]) {
       const rs = up.runs.filter((x) => x.servers === n);
@@ -563,7 +585,7 @@ function report(meta, up, acc) {
     out.push('');
     out.push(`Per user: a connection that signs up (which logs it in) and quits, then one that logs in, uploads 4 KiB and quits — TLS 1.3 each, real scrypt (N=2^15) on the server for the sign-up and the log-in. Driven by the client library (src/client) from one Node process, not by \`ferry connect\` processes (what those cost is in the last table), each user from its own loopback address (127.10.x.y; the server allows 20 sign-ups per address per hour). A fresh \`ferry serve\` with fresh state per run — embedded: users.json, audit log and throttles in its data directory; PostgreSQL: \`--db\` on a fresh database (scripts/services/postgres.sh's settings: fsync off). Files on the local file system (/dev/shm) in both, so only the state store differs. Configurations alternated. Verified: each upload's SHA-256 as the server confirmed it, and each file read back from the data directory.`);
     out.push('');
-    out.push('| state store | runs | verified users | median users/s | min–max users/s | median s per run | sign-up (connect + sign-up + quit) ms, median | log-in + PUT 4 KiB ms, median | server CPU ms per user | client CPU ms per user | machine CPU busy | load avg at start of each run |');
+    out.push('| state store | runs | verified users | median users/s | min–max users/s | median s per run | sign-up (connect + sign-up + quit) ms, median | log-in + PUT 4 KiB ms, median | server CPU ms per user | client CPU ms per user | machine CPU busy | load avg at start of each run (others\' CPU before / after) |');
     out.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const kind of ['embedded', 'postgres']) {
       const rs = acc.runs.filter((x) => x.kind === kind);
@@ -599,13 +621,14 @@ const BEGIN_MARK = '<!-- bench-scaleout:begin';
 const END = '<!-- bench-scaleout:end -->';
 const HEADING = `## Several servers behind a balancer
 
-\`npm run bench:scaleout\` (scripts/bench/scaleout.mjs; about 5 minutes, \`--quick\` under 2) measures ferry serve
+\`npm run bench:scaleout\` (scripts/bench/scaleout.mjs; about 4 minutes, \`--quick\` about 1) measures ferry serve
 scaled out — \`--db\` (PostgreSQL), \`--storage s3://\` and \`--proxy-protocol\` behind HAProxy — against one server,
 and the state store alone (the data directory against PostgreSQL) under sign-ups and log-ins. It uses PostgreSQL and
 the object store named by DATABASE_URL and S3_ENDPOINT, or starts its own (scripts/services/). This machine has two
 cores: a second server cannot add CPU here, so what the first table can show is that two servers work as one and do
 not slow uploads down, not that they speed them up. **Figures from runs started at a load average above 1.5 are not
-headline figures** (the load at the start of every run is in the tables; this machine is shared).
+headline figures** (this machine is shared): the tables give the load at the start of every run and the share of the
+CPU other work used just before and after it, which tells other work from the benchmark's own previous run.
 `;
 /** Replaces what docs/benchmarks.md holds between the scale-out markers (the section is added at the end when missing). */
 function writeSection(text) {
@@ -621,12 +644,14 @@ function writeSection(text) {
 // ------------------------------------------------------------------------------------------ main
 async function main() {
   const started = new Date();
+  const load0 = loadavg()[0];
   if (!existsSync('/usr/sbin/haproxy') && spawnSync('sh', ['-c', 'command -v haproxy'], { stdio: 'ignore' }).status !== 0) {
     if (process.getuid?.() === 0) execFileSync('bash', [HAPROXY_SH, 'install'], { stdio: 'inherit', timeout: 300_000 });
     else throw new Error('haproxy is not installed: scripts/services/haproxy.sh install (as root)');
   }
   rmSync(T, { recursive: true, force: true });
   mkdirSync(T, { recursive: true });
+  snapshotBinary();
   const version = (await ferry(['--version'], { env: process.env, timeoutMs: 60_000 })).out.trim().split('\n').pop();
   const git = (a) => { try { return execFileSync('git', a, { cwd: ROOT, encoding: 'utf8' }).trim(); } catch { return ''; } };
   const dirty = git(['status', '--porcelain', '--untracked-files=no', '--', 'src', 'plugins']) ? ' (with uncommitted changes in src/ or plugins/)' : '';
@@ -636,7 +661,7 @@ async function main() {
   const up = ONLY === 'accounts' ? null : await uploads(svc);
   const acc = ONLY === 'uploads' ? null : await accounts(svc);
   const minutes = (Date.now() - started.getTime()) / 60_000;
-  const text = report({ started: started.toISOString().replace(/\.\d+Z$/, 'Z'), minutes, commit, version, argv: args.filter((a) => a !== '--write').join(' ') }, up, acc);
+  const text = report({ load0,  started: started.toISOString().replace(/\.\d+Z$/, 'Z'), minutes, commit, version, argv: args.filter((a) => a !== '--write').join(' ') }, up, acc);
   process.stdout.write(text + '\n');
   if (WRITE) writeSection(text);
 }

@@ -24,11 +24,13 @@ export interface ServeConfig {
   proxyProtocol?: string[];
   /** `postgres://...`: state shared with other servers in PostgreSQL. */
   db?: string;
+  /** false: no page for browsers on the port. */
+  web?: boolean;
   plugins: PluginSpec[];
 }
 
 const TOP_FIELDS = [
-  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'storage', 's3Endpoint', 's3Region', 'proxyProtocol', 'db', 'plugins',
+  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'storage', 's3Endpoint', 's3Region', 'proxyProtocol', 'db', 'web', 'plugins',
 ] as const;
 
 /** A plugin given by word: a path if it looks like a file, otherwise a bundled plugin's name. */
@@ -86,8 +88,9 @@ export async function readServeConfig(file: string): Promise<{ config: ServeConf
         else config.signup = plain;
         break;
       case 'insecure':
+      case 'web':
         if (typeof plain !== 'boolean') at(node, key, 'must be true or false');
-        else config.insecure = plain;
+        else config[key] = plain;
         break;
       case 'maxConnections':
       case 'maxConnectionsPerAddress':

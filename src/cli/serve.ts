@@ -28,6 +28,8 @@ export interface ServeCliOptions {
   maxTransfersPerUser?: string | number;
   maxUploadSize?: string | number;
   storage?: string;
+  /** `--no-web`: false (cac's negated flag); absent: true. */
+  web?: boolean;
   /** `--db postgres://...`: state shared with other servers (FERRY_DB when absent). */
   db?: string;
   /** `--proxy-protocol CIDR[,CIDR...]`, repeatable. */
@@ -129,6 +131,7 @@ async function serveWith(
       insecure: options.insecure === true || config.insecure === true,
       objectStore,
       proxyProtocol,
+      web: options.web !== false && config.web !== false,
       ...defined({
         maxConnections: parseCount('max-connections', options.maxConnections) ?? config.maxConnections,
         maxConnectionsPerAddress: parseCount('max-connections-per-address', options.maxConnectionsPerAddress) ?? config.maxConnectionsPerAddress,
@@ -158,8 +161,10 @@ async function serveWith(
   } else {
     lines.push('WARNING: --insecure: no TLS; passwords and files cross the network in clear');
   }
+  if (info.web) lines.push(`page for browsers at https://${info.host === '::' || info.host === '0.0.0.0' ? 'localhost' : formatAddress(info.host, info.port).replace(/:\d+$/, '')}:${info.port}/ (the same port; --no-web turns it off)`);
   if (info.objectStore) lines.push(`files in ${info.objectStore}`);
   if (info.database) lines.push(`accounts, throttles, audit log and TLS identity shared in ${info.database}`);
+  if (info.database && !info.objectStore) lines.push('files on this server\'s own disk: servers sharing the database see them only with --storage s3://... on one store');
   if (proxyProtocol.length > 0) lines.push(`PROXY protocol (v1, v2) required from ${proxyProtocol.join(', ')}; refused from anyone else`);
   if (plugins) lines.push(`plugins: ${plugins.names.join(', ')}`);
   lines.push(`sign-up ${signup}; admins are made with: ferry user add NAME --admin ${info.database ? '--db URL' : `--data ${info.dataDir}`}`);

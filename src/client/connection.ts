@@ -46,6 +46,9 @@ async function openSocket(host: string, port: number, insecure: boolean, timeout
         ...(net.isIP(host) ? {} : { servername: host }),
         rejectUnauthorized: false, // the certificate is self-signed: we check its fingerprint instead
         minVersion: 'TLSv1.3',
+        // The server's port also answers browsers (HTTPS); ALPN says this is the ferry protocol. (A ferry server that
+        // predates the page ignores it: a client offering nothing, or this, is a ferry client there too.)
+        ALPNProtocols: ['ferry/1'],
       });
   const ready = new Promise<void>((resolve, reject) => {
     socket.once(insecure ? 'connect' : 'secureConnect', () => resolve());

@@ -44,6 +44,8 @@ export const CLIENT_MESSAGES = {
   rename: { from: 'str', to: 'str', overwrite: 'bool?' },
   log: { all: 'bool?', limit: 'uint?' },
   clearlog: {},
+  /** A short-lived, single-use HTTPS address of one file, for a browser to download it natively (feature `link`). */
+  link: { path: 'str' },
   ping: {},
   bye: {},
   /** A client's last word before it closes the connection because the server broke the protocol. */

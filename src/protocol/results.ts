@@ -31,6 +31,8 @@ export interface Results {
   rename: null;
   log: { count: number; scope: 'all' | 'own' };
   clearlog: { archive: string };
+  /** `url`: a path on the server's own origin (`/dl/<token>/<name>`), usable once, within `expiresMs`. */
+  link: { url: string; size: number; mtime: number; expiresMs: number };
   ping: null;
   bye: null;
 }
@@ -88,6 +90,7 @@ export const RESULT_CHECKS: { readonly [T in ResultType]: Check<Results[T]> } = 
   rename: isNull,
   log: (v): v is Results['log'] => isObject(v) && isCount(v.count) && (v.scope === 'all' || v.scope === 'own'),
   clearlog: (v): v is Results['clearlog'] => isObject(v) && typeof v.archive === 'string',
+  link: (v): v is Results['link'] => isObject(v) && typeof v.url === 'string' && isCount(v.size) && isCount(v.mtime) && isCount(v.expiresMs),
   ping: isNull,
   bye: isNull,
 };

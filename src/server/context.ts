@@ -7,6 +7,7 @@ import type { ServerLog } from './console.ts';
 import type { FreeSpace } from './free-space.ts';
 import type { ServerOptions } from './options.ts';
 import type { TransferSlots } from './session/transfers.ts';
+import type { DownloadLinks } from '../web/links.ts';
 
 /** What every session of one server shares. */
 export interface ServerContext {
@@ -24,6 +25,8 @@ export interface ServerContext {
   readonly log: ServerLog;
   /** Plugin hooks (an empty host when no plugin is configured). */
   readonly plugins: PluginHost;
+  /** Download links for the page (request `link`), or null where the server does not answer browsers. */
+  readonly links: DownloadLinks | null;
   readonly agent: string;
   /** Features this server offers in the handshake. */
   readonly features: readonly string[];

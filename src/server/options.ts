@@ -51,6 +51,11 @@ export interface ServerOptions {
   partialMaxAgeMs: number;
   /** Files in an object store; null (the default): on the local disk under `<dataDir>/homes`. */
   objectStore: ObjectStoreOptions | null;
+  /**
+   * The browser page on the same port (HTTPS, chosen by TLS ALPN `http/1.1`; a client offering `ferry/1` or nothing
+   * speaks the protocol). Needs TLS: off with `insecure`.
+   */
+  web: boolean;
 }
 
 export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
@@ -72,4 +77,5 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   partialMaxAgeMs: 7 * 24 * 3600_000,
   signupsPerAddressPerHour: 20,
   objectStore: null,
+  web: true,
 };

@@ -22,6 +22,10 @@ import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './options.ts';
 import { ProxyAllowList, readProxyHeader, type Peer } from './proxy-protocol.ts';
 import { Session } from './session/session.ts';
 import { TransferSlots } from './session/transfers.ts';
+import { WebFront } from '../web/front.ts';
+import { DownloadLinks } from '../web/links.ts';
+import { auditTime, type AuditEvent } from '../audit/mod.ts';
+import { formatAddress } from '../core/address.ts';
 
 /** TLS 1.3 suites, fastest first on CPUs with AES instructions. */
 export const TLS_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
@@ -36,6 +40,8 @@ export interface ServerInfo {
   objectStore: string | null;
   /** The shared database (without its password), or null for the data directory's own files. */
   database: string | null;
+  /** Whether the page answers browsers on this port (HTTPS). */
+  web: boolean;
   identityCreated: boolean;
 }
 
@@ -47,6 +53,9 @@ export class FerryServer {
   private readonly perAddress = new Map<string, number>();
   private audit: AuditStore | null = null;
   private presence: ServerPresence | null = null;
+  private web: WebFront | null = null;
+  /** Browsers' HTTPS connections (their WebSocket sessions are in `sessions` too). */
+  private readonly webSockets = new Set<net.Socket>();
   private upkeep: NodeJS.Timeout | null = null;
   private stopping = false;
   private sweeper: NodeJS.Timeout | null = null;
@@ -125,8 +134,10 @@ export class FerryServer {
       }, 1000);
       this.upkeep.unref();
     }
+    const links = identity && this.options.web ? new DownloadLinks() : null;
     const ctx: ServerContext = {
       options: { ...this.options, dataDir },
+      links,
       users: db ? new DbUserStore(db) : new UserStore(join(dataDir, 'users.json')),
       throttle: shared?.throttle ?? new LoginThrottle(),
       transfers,
@@ -138,7 +149,7 @@ export class FerryServer {
       log: this.log,
       plugins: this.plugins,
       agent: `ferry/${VERSION}`,
-      features: ['resume', 'too_large', 'unavailable', 'bundle', ...this.plugins.features],
+      features: ['resume', 'too_large', 'unavailable', 'bundle', ...(links ? ['link'] : []), ...this.plugins.features],
     };
 
     // Behind a balancer (--proxy-protocol) a connection's real client is in the PROXY header read before TLS; it is
@@ -146,7 +157,39 @@ export class FerryServer {
     const proxied = new Map<string, Peer | null>();
     const keyOf = (socket: net.Socket) => `${socket.remoteAddress}:${socket.remotePort}`;
     const peerOf = (socket: net.Socket) => proxied.get(keyOf(socket)) ?? undefined;
-    const onSocket = (socket: net.Socket) => this.accept(socket, ctx, peerOf(socket));
+    // The page (src/web) on the same port: a TLS client that chose HTTP by ALPN gets it; its WebSocket carries a session.
+    const web =
+      links !== null
+        ? (this.web = new WebFront({
+            links,
+            openFile: (target) => storage.forUser(target.user).openRead(target.path),
+            downloaded: (target, peer, outcome) => {
+              const event: AuditEvent = {
+                time: auditTime(),
+                event: 'download',
+                user: target.user,
+                address: formatAddress(peer.ip, peer.port),
+                result: outcome.error === undefined ? 'ok' : 'error',
+                path: target.path,
+                bytes: outcome.bytes,
+                durationMs: Math.round(outcome.ms),
+                ...(outcome.error !== undefined ? { error: outcome.error } : {}),
+                detail: 'by a link from the page',
+              };
+              ctx.audit.append(event).then(() => ctx.plugins.notify('audit', event), (err: unknown) => this.log.warn(`audit log append failed: ${String(err)}`));
+              this.log.info(`[${formatAddress(peer.ip, peer.port)} ${escapeText(target.user, 64)}] DWLD ${escapeText(target.path, 200)}: ${outcome.error === undefined ? `sent ${outcome.bytes} B by a link` : `stopped after ${outcome.bytes} B (${outcome.error})`}`);
+            },
+            maxData: this.options.limits.maxData,
+            headTimeoutMs: this.options.handshakeTimeoutMs,
+            idleTimeoutMs: this.options.idleTimeoutMs,
+            log: (m) => this.log.info(m),
+            openSession: (stream, peer) => this.startSession(Session.overSocket(stream, ctx, peer), canonicalIp(peer.ip)),
+          }))
+        : null;
+    const onSocket = (socket: net.Socket) => {
+      if (web && (socket as tls.TLSSocket).alpnProtocol === 'http/1.1') this.acceptWeb(socket, web, peerOf(socket));
+      else this.accept(socket, ctx, peerOf(socket));
+    };
     const tlsServer = identity
       ? tls.createServer(
           {
@@ -155,6 +198,8 @@ export class FerryServer {
             minVersion: 'TLSv1.3',
             ciphers: TLS_CIPHERS,
             handshakeTimeout: this.options.handshakeTimeoutMs,
+            // `ferry/1`, or no ALPN at all: the protocol. `http/1.1`: the page.
+            ALPNProtocols: web ? ['ferry/1', 'http/1.1'] : ['ferry/1'],
           },
           onSocket,
         )
@@ -201,13 +246,12 @@ export class FerryServer {
       objectStore: this.objectStore?.description ?? null,
       database: db?.where ?? null,
       identityCreated: identity?.created ?? false,
+      web: web !== null,
     };
   }
 
-  /** A connection, from `peer` (the real client behind a balancer) or from the socket's own address. */
-  private accept(socket: net.Socket, ctx: ServerContext, peer?: Peer): void {
-    socket.on('error', () => {}); // reported by the session; never an uncaught exception
-    const host = canonicalIp(peer?.ip ?? socket.remoteAddress ?? '?');
+  /** Counts a connection from `host` until it closes; returns how many that host has now. */
+  private countIn(socket: net.Socket, host: string): number {
     const count = (this.perAddress.get(host) ?? 0) + 1;
     this.perAddress.set(host, count);
     socket.once('close', () => {
@@ -215,7 +259,20 @@ export class FerryServer {
       if (left <= 0) this.perAddress.delete(host);
       else this.perAddress.set(host, left);
     });
+    return count;
+  }
+
+  /** A connection, from `peer` (the real client behind a balancer) or from the socket's own address. */
+  private accept(socket: net.Socket, ctx: ServerContext, peer?: Peer): void {
+    socket.on('error', () => {}); // reported by the session; never an uncaught exception
+    const host = canonicalIp(peer?.ip ?? socket.remoteAddress ?? '?');
+    const count = this.countIn(socket, host);
     const session = Session.overSocket(socket, ctx, peer);
+    this.startSession(session, host, count);
+  }
+
+  /** A session (over a socket, or a page's WebSocket) joins the server, or is refused when over a limit. */
+  private startSession(session: Session, host: string, count = 0): void {
     if (this.stopping) {
       session.terminate(new FerryError('shutting_down', 'The server is stopping'));
       return;
@@ -227,6 +284,21 @@ export class FerryServer {
     }
     this.sessions.add(session);
     void session.closed.then(() => this.sessions.delete(session));
+  }
+
+  /** A browser's connection (TLS with ALPN http/1.1): the same caps as the protocol's, counted as connections. */
+  private acceptWeb(socket: net.Socket, web: WebFront, peer?: Peer): void {
+    socket.on('error', () => {});
+    const host = canonicalIp(peer?.ip ?? socket.remoteAddress ?? '?');
+    const count = this.countIn(socket, host);
+    if (this.stopping || this.webSockets.size + this.sessions.size >= this.options.maxConnections || count > this.options.maxConnectionsPerAddress) {
+      this.log.info(`[${host}] refused: too many connections`);
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 10\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.webSockets.add(socket);
+    socket.once('close', () => this.webSockets.delete(socket));
+    web.accept(socket, { ip: host, port: peer?.port ?? socket.remotePort ?? 0 });
   }
 
   /**
@@ -253,6 +325,7 @@ export class FerryServer {
     const listener = this.listener;
     const closing = listener ? new Promise<void>((r) => listener.close(() => r())) : Promise.resolve();
     for (const s of this.sessions) s.terminate(new FerryError('shutting_down', 'The server is stopping'));
+    this.web?.close();
     await Promise.race([
       Promise.all([...this.sessions].map((s) => s.closed)),
       new Promise((r) => setTimeout(r, 3000).unref()),

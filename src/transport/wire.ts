@@ -1,6 +1,9 @@
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { FerryError } from '../core/errors.ts';
 import { FrameDecoder, FrameKind, HEADER_SIZE, PREAMBLE, encodeData, encodeMessage, writeHeader, type Limits } from '../protocol/mod.ts';
+
+/** What a Wire runs over: a TCP or TLS socket, or any byte stream (a WebSocket's, whose messages carry the bytes). */
+export type ByteStream = Duplex & { setNoDelay?(noDelay?: boolean): unknown };
 
 /** Frames up to this size are held to go out with others written in the same turn (see `Wire.hold`). */
 const SMALL_FRAME = 64 * 1024;
@@ -62,12 +65,12 @@ export class Wire implements FrameTransport {
   bytesOut = 0;
 
   constructor(
-    readonly socket: Socket,
+    readonly socket: ByteStream,
     private readonly handlers: WireHandlers,
     limits: Limits,
   ) {
     this.decoder = new FrameDecoder(handlers, { ...limits }, true);
-    socket.setNoDelay(true);
+    socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => {
       this.bytesIn += chunk.length;
       try {

@@ -129,6 +129,7 @@ export function harness(plugins: FerryPlugin<unknown>[] = [], options: Partial<S
     freeSpace: new FreeSpace(dir),
     log,
     plugins: host,
+    links: null,
     agent: 'ferry/test',
     features: ['resume', 'too_large', ...host.features],
   };

@@ -88,6 +88,24 @@ export async function stat(s: SessionScope, _id: number, msg: ClientMessageOf<'s
   return { entry, sha256: await hashFile(user.storage, msg.path), ...usage };
 }
 
+/**
+ * A download link (feature `link`, offered where the server answers browsers): the file must be there and the user
+ * may download it; the link is bound to this user and this client address, usable once, for a few seconds. The
+ * download itself (GET /dl/...) is audited when it happens.
+ */
+export async function link(s: SessionScope, _id: number, msg: ClientMessageOf<'link'>, user: LoggedIn): Promise<Results['link']> {
+  const links = s.ctx.links;
+  if (links === null || !s.features.includes('link')) throw new FerryError('bad_message', "'link' was not negotiated in the handshake");
+  const scope = scopeOf(s, user);
+  const op = new Operation(scope, 'download', { path: msg.path });
+  op.permit();
+  const entry = await user.storage.stat(msg.path);
+  if (!entry) throw new FerryError('not_found', `No such file or directory: ${quotePath(msg.path)}`);
+  if (entry.type !== 'file') throw new FerryError('is_a_directory', `Is a directory: ${quotePath(msg.path)}`);
+  const made = links.mint({ user: user.account.name, path: msg.path, host: s.host });
+  return { url: made.url, size: entry.size, mtime: entry.mtime, expiresMs: made.expiresMs };
+}
+
 /** DELF: a file or an empty directory. */
 export async function remove(s: SessionScope, _id: number, msg: ClientMessageOf<'delete'>, user: LoggedIn): Promise<null> {
   const scope = scopeOf(s, user);

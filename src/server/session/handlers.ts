@@ -6,7 +6,7 @@ import { hello, login, signup } from './account.ts';
 import type { GetBundles } from './getmany.ts';
 import type { PutBundles } from './putmany.ts';
 import type { Downloads } from './download.ts';
-import { list, mkdir, remove, rename, stat } from './files.ts';
+import { link, list, mkdir, remove, rename, stat } from './files.ts';
 import { clearLog, readLog } from './log.ts';
 import type { LoggedIn, SessionScope } from './scope.ts';
 import type { Uploads } from './upload.ts';
@@ -73,12 +73,13 @@ export const HANDLERS: { readonly [T in RequestType]: Handler<T> } = {
   rename: loggedIn(rename),
   log: loggedIn(readLog),
   clearlog: loggedIn(clearLog),
+  link: loggedIn(link),
 };
 
 /** The original's words for each request, for the console. */
 const INSTRUCTION: Partial<Record<ClientMessageType, string>> = {
   put: 'UPLD', putmany: 'UPLD', getmany: 'DWLD', get: 'DWLD', list: 'LIST', delete: 'DELF', log: 'RDLOG', clearlog: 'CLRLOG', mkdir: 'MKDIR',
-  rename: 'RENAME', stat: 'STAT', signup: 'SIGNUP', login: 'LOGIN',
+  rename: 'RENAME', stat: 'STAT', signup: 'SIGNUP', login: 'LOGIN', link: 'DWLD',
 };
 
 /**

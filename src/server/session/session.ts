@@ -1,4 +1,3 @@
-import type { Socket } from 'node:net';
 import type { AuditEvent } from '../../audit/event.ts';
 import { auditTime } from '../../audit/log.ts';
 import type { Account } from '../../auth/types.ts';
@@ -6,7 +5,7 @@ import { canonicalIp, formatAddress } from '../../core/address.ts';
 import { FerryError } from '../../core/errors.ts';
 import { escapeText, word } from '../../core/text.ts';
 import { parseClientMessage } from '../../protocol/messages.ts';
-import { Wire } from '../../transport/wire.ts';
+import { Wire, type ByteStream } from '../../transport/wire.ts';
 import type { ServerContext } from '../context.ts';
 import { PutBundles } from './putmany.ts';
 import { GetBundles } from './getmany.ts';
@@ -49,8 +48,11 @@ export class Session implements Conn {
   /** Resolves once the session has ended and every commit under way has finished. */
   readonly closed = new Promise<void>((resolve) => (this.#closedResolve = resolve));
 
-  /** A session over a TLS or TCP socket: the ferry frames (Wire), the idle timeout on the socket; `peer`: the real client behind a balancer. */
-  static overSocket(socket: Socket, ctx: ServerContext, peer?: { ip: string; port: number }): Session {
+  /**
+   * A session over a TLS or TCP socket, or another byte stream (a WebSocket's): the ferry frames (Wire), the idle
+   * time-out on a socket (a stream's owner keeps its own); `peer`: the real client behind a balancer.
+   */
+  static overSocket(socket: ByteStream & { remoteAddress?: string | undefined; remotePort?: number | undefined; setTimeout?: (ms: number, cb: () => void) => unknown }, ctx: ServerContext, peer?: { ip: string; port: number }): Session {
     let session: Session | null = null;
     const wire = new Wire(
       socket,
@@ -62,7 +64,7 @@ export class Session implements Conn {
       ctx.options.limits,
     );
     session = new Session(wire, peer ?? { ip: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 }, ctx);
-    socket.setTimeout(ctx.options.idleTimeoutMs, () => session?.timeout('idle'));
+    socket.setTimeout?.(ctx.options.idleTimeoutMs, () => session?.timeout('idle'));
     return session;
   }
 
