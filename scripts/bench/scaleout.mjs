@@ -548,7 +548,18 @@ async function accounts(svc) {
 }
 
 // ------------------------------------------------------------------------------------------ report
-function loadsOf(rs) { return rs.map((x) => `${f2(x.load)}${x.load > HIGH_LOAD ? '*' : ''} (${f0(x.idle)}% / ${f0(x.after)}%)`).join(', '); }
+/** Others used more than this share of the CPU just before or after a run: it was disturbed (marked †). */
+const DISTURBED = 25;
+const disturbed = (x) => !(x.idle <= DISTURBED && x.after <= DISTURBED);
+function loadsOf(rs) { return rs.map((x) => `${f2(x.load)}${x.load > HIGH_LOAD ? '*' : ''} (${f0(x.idle)}% / ${f0(x.after)}%)${disturbed(x) ? ' †' : ''}`).join(', '); }
+/** A line on the disturbed runs (†), with the medians of the others, or nothing when there were none. */
+function disturbedNote(groups) {
+  const parts = groups.filter((g) => g.runs.some(disturbed)).map((g) => {
+    const quiet = g.runs.filter((x) => !disturbed(x));
+    return `${g.label}: ${g.runs.filter(disturbed).length} of ${g.runs.length}${quiet.length ? `, median of the other ${quiet.length}: ${g.value(quiet)}` : ''}`;
+  });
+  return parts.length ? `\n† Other work used more than ${DISTURBED}% of the CPU just before or after the run (it started or ended during it): not a figure to quote. ${parts.join('; ')}.` : '';
+}
 function report(meta, up, acc) {
   const out = [];
   out.push(`Run: \`npm run bench:scaleout${meta.argv ? ` -- ${meta.argv}` : ''}\`, ${meta.started}, ${f1(meta.minutes)} min; commit ${meta.commit}; ferry \`${meta.version}\` (${CLI === 'dist' ? `dist/ferry, the single executable, built ${ferryBuilt?.toISOString().replace(/\.\d+Z$/, 'Z')}, copied at the start` : 'from the source, node --import tsx'}; the client library from the source).`);
@@ -577,6 +588,8 @@ function report(meta, up, acc) {
       out.push('');
       out.push(`The machine's CPU was saturated (at least ${f0(Math.min(...busy))}% busy) in every run, with one server as with two: the uploads are CPU-bound here (the clients' TLS and SHA-256, the servers' TLS, SHA-256 and store requests, the object store's own servers), so a second ferry server finds no idle core to use. What the table can show on this machine is that the balancer spreads the clients over both servers and that every upload lands verified in the one store; a speed-up needs servers on cores (or machines) of their own.`);
     }
+    const upNote = disturbedNote([1, 2].map((n) => ({ label: `${n} server${n > 1 ? 's' : ''}`, runs: up.runs.filter((x) => x.servers === n && x.verified === x.clients), value: (rs) => `${f2(median(rs.map((x) => x.wall)))} s` })));
+    if (upNote) out.push(upNote);
     for (const x of up.runs) for (const e of x.errors.slice(0, 2)) out.push(`\n> ${x.servers} server(s): ${e.replaceAll('\n', ' ')}`);
     out.push('');
   }
@@ -597,6 +610,8 @@ function report(meta, up, acc) {
     const p = median(acc.runs.filter((x) => x.kind === 'postgres').map((x) => x.users / x.wall));
     out.push('');
     out.push(`PostgreSQL ÷ embedded, users/s: ${f2(p / e)}. Server CPU is ferry serve's alone; PostgreSQL's own CPU is not in it (it is in "machine CPU busy"). Most of the server's CPU per user is the two scrypt checks (N=2^15, ~0.1 s of CPU each here), the same in both.`);
+    const accNote = disturbedNote(['embedded', 'postgres'].map((kind) => ({ label: kind === 'embedded' ? 'embedded' : 'PostgreSQL', runs: acc.runs.filter((x) => x.kind === kind && x.verified === x.users && x.done === x.users), value: (rs) => `${f1(median(rs.map((x) => x.users / x.wall)))} users/s` })));
+    if (accNote) out.push(accNote);
     for (const x of acc.runs) for (const err of x.errors.slice(0, 2)) out.push(`\n> ${x.kind}: ${err.replaceAll('\n', ' ')}`);
     const probes = acc.runs.filter((x) => x.cli);
     if (probes.length) {

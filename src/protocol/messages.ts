@@ -30,7 +30,8 @@ export const CLIENT_MESSAGES = {
   /** `recursive` (feature `bundle`): everything below, each entry named by its relative path. */
   list: { path: 'str', recursive: 'bool?' },
   stat: { path: 'str', sha256: 'bool?' },
-  put: { path: 'str', size: 'uint', mtime: 'uint?', overwrite: 'bool?', parents: 'bool?', resume: 'bool?', encoding: 'str?' },
+  /** `link` (feature `link`): the bytes come by an HTTPS PUT to the address the server gives in a `link` message. */
+  put: { path: 'str', size: 'uint', mtime: 'uint?', overwrite: 'bool?', parents: 'bool?', resume: 'bool?', encoding: 'str?', link: 'bool?' },
   from: { offset: 'uint' },
   /** The end of an upload (`put`: with the file's SHA-256) or of a bundle's stream (`putmany`, `getmany`: without). */
   end: { sha256: 'hex64?' },
@@ -66,6 +67,8 @@ export const SERVER_MESSAGES = {
   failed: { index: 'uint', code: 'str', message: 'str' },
   /** `putmany`: the first `count` records are settled, each stored or answered `failed` before this. */
   stored: { count: 'uint' },
+  /** `put` with `link`: where to send the bytes (an HTTPS PUT to this path on the server's origin, once). */
+  link: { url: 'str' },
 } as const satisfies Record<string, Spec>;
 
 export type ClientMessage = Union<typeof CLIENT_MESSAGES>;

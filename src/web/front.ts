@@ -75,10 +75,11 @@ export class WebFront {
   readonly #peersByKey = new Map<string, { ip: string; port: number }>();
 
   constructor(private readonly options: WebFrontOptions) {
-    this.#http = http.createServer({ maxHeaderSize: MAX_HEAD_BYTES, requestTimeout: options.headTimeoutMs * 3, headersTimeout: options.headTimeoutMs }, (req, res) =>
-      this.#request(req, res),
-    );
+    // A request head must come within the handshake time; a body (an upload) may take as long as it needs while it
+    // moves, and a connection silent for the idle time is closed.
+    this.#http = http.createServer({ maxHeaderSize: MAX_HEAD_BYTES, requestTimeout: 0, headersTimeout: options.headTimeoutMs }, (req, res) => this.#request(req, res));
     this.#http.keepAliveTimeout = 5000;
+    this.#http.timeout = options.idleTimeoutMs;
     this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       if ((socket as { writable?: boolean }).writable) {
@@ -110,11 +111,19 @@ export class WebFront {
 
   #request(req: http.IncomingMessage, res: http.ServerResponse): void {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
+    if (req.method !== 'GET' && req.method !== 'HEAD' && !(req.url ?? '').startsWith('/ul/')) {
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Length': 0 }).end();
       return;
     }
     const path = (req.url ?? '/').split('?')[0] as string;
+    if (path.startsWith('/ul/')) {
+      if (req.method !== 'PUT') {
+        res.writeHead(405, { Allow: 'PUT', 'Content-Length': 0 }).end();
+        return;
+      }
+      this.#upload(path, req, res);
+      return;
+    }
     if (path.startsWith('/dl/')) {
       if (req.method !== 'GET') {
         res.writeHead(405, { Allow: 'GET', 'Content-Length': 0 }).end();
@@ -140,6 +149,35 @@ export class WebFront {
       'Cache-Control': path === '/' || path === '/index.html' ? 'no-cache' : 'public, max-age=31536000, immutable',
     });
     res.end(req.method === 'HEAD' ? undefined : asset.body);
+  }
+
+  /**
+   * PUT /ul/<token>: an upload's bytes (`put` with `link`), once, from the address that asked for it. They go into
+   * the session's own queue, as DATA frames would, and the request is paused whenever the session is: the session's
+   * checks (size, SHA-256 at `end`) apply unchanged. 204 once every byte is handed over; the client then sends `end`.
+   */
+  #upload(path: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+    const peer = this.#peerOf(req.socket);
+    const token = /^\/ul\/([A-Za-z0-9_-]{32})$/.exec(path)?.[1];
+    const feed = token === undefined ? null : this.options.links.takeUpload(token, peer.ip);
+    const refuse = (status: number, text: string) => {
+      if (!res.headersSent) res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end(`${text}\n`);
+      req.destroy();
+    };
+    if (feed === null) return refuse(404, 'This upload link was used already, has expired, or is not yours');
+    const off = feed.onFlow((paused) => (paused ? req.pause() : req.resume()));
+    req.on('data', (chunk: Buffer) => {
+      if (!feed.data(chunk)) {
+        off();
+        refuse(409, 'The upload is not in progress any more (see the reply on your connection)');
+      }
+    });
+    req.on('end', () => {
+      off();
+      if (!res.headersSent) res.writeHead(204).end();
+    });
+    req.on('close', off);
+    req.on('error', off);
   }
 
   /** GET /dl/<token>/<name>: the file of a link, once, to the address that asked for it, streamed. */

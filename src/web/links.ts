@@ -3,7 +3,18 @@
  * short-lived, single-use HTTPS address that a logged-in session asked for (request `link`). A link is bound to the
  * user and to the client address that asked, and expires in seconds.
  */
+import type { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
+
+/**
+ * An upload in progress that takes its bytes from an HTTPS request body (`put` with `link`): the session's side.
+ * `data` hands a piece to the session as if a DATA frame had brought it (false: the upload is gone); `onFlow` tells
+ * when the session wants no more for now (true) and when it does again (false); it returns its unsubscribe.
+ */
+export interface UploadFeed {
+  data(chunk: Buffer): boolean;
+  onFlow(listener: (paused: boolean) => void): () => void;
+}
 
 export interface LinkTarget {
   user: string;
@@ -26,6 +37,7 @@ const MAX_LINKS = 10_000;
  */
 export class DownloadLinks {
   readonly #links = new Map<string, LinkTarget & { expires: number }>();
+  readonly #uploads = new Map<string, { host: string; feed: UploadFeed; expires: number }>();
 
   constructor(
     readonly ttlMs = LINK_TTL_MS,
@@ -56,5 +68,25 @@ export class DownloadLinks {
 
   get size(): number {
     return this.#links.size;
+  }
+
+  /** An address for an upload's bytes (`put` with `link`), for `host` alone, once, to be used within the time limit. */
+  mintUpload(host: string, feed: UploadFeed): string {
+    const now = this.now();
+    for (const [token, link] of this.#uploads) {
+      if (link.expires > now && this.#uploads.size < MAX_LINKS) break;
+      this.#uploads.delete(token);
+    }
+    const token = randomBytes(24).toString('base64url');
+    this.#uploads.set(token, { host, feed, expires: now + this.ttlMs });
+    return `/ul/${token}`;
+  }
+
+  /** The upload behind an address, once, if it has not expired and `host` asked for it; null otherwise. */
+  takeUpload(token: string, host: string): UploadFeed | null {
+    const link = this.#uploads.get(token);
+    if (!link || link.host !== host) return null;
+    this.#uploads.delete(token);
+    return link.expires > this.now() ? link.feed : null;
   }
 }

@@ -77,8 +77,8 @@ export class Session implements Conn {
       request: (id, msg) => dispatch(this, id, msg),
       data: (id, chunks) => this.#data(id, chunks),
       fail: (err) => this.transport.fail(err),
-      pause: () => this.transport.pause(),
-      resume: () => this.transport.resume(),
+      pause: () => this.#flow(true),
+      resume: () => this.#flow(false),
       isReady: () => this.#stage === 'ready',
       isClosed: () => this.#stage === 'closed',
     });
@@ -128,6 +128,28 @@ export class Session implements Conn {
   /** A piece of an upload's bytes from the client. */
   receiveData(id: number, chunk: Buffer): void {
     this.#ingress.enqueue({ kind: 'data', id, chunk, bytes: chunk.length });
+  }
+
+  /** Bytes of upload `id` that came another way than this connection (an HTTPS PUT to an upload link). */
+  feedData(id: number, chunk: Buffer): void {
+    this.receiveData(id, chunk);
+  }
+
+  readonly #flowListeners = new Set<(paused: boolean) => void>();
+  #paused = false;
+
+  /** Told when this session stops taking bytes (true) and takes them again (false); returns its unsubscribe. */
+  onFlow(listener: (paused: boolean) => void): () => void {
+    this.#flowListeners.add(listener);
+    if (this.#paused) listener(true);
+    return () => this.#flowListeners.delete(listener);
+  }
+
+  #flow(paused: boolean): void {
+    this.#paused = paused;
+    if (paused) this.transport.pause();
+    else this.transport.resume();
+    for (const l of this.#flowListeners) l(paused);
   }
 
   /** Data frames for request `id`: an upload's bytes, or a bundle's records. */

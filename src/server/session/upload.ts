@@ -18,6 +18,8 @@ interface UploadState {
   started: number;
   /** Asked to resume: the client's `from` comes first. */
   awaitingFrom: boolean;
+  /** The bytes come by an upload link (HTTPS PUT), sent once the upload is ready for them. */
+  link?: boolean;
   /** The operation's steps (operation.ts): audit and the plugins' upload:after, exactly once. */
   op: Operation<'upload'>;
   /** A plugin's decoder when the client sent encoded bytes. */
@@ -72,6 +74,8 @@ export class Uploads {
     try {
       op.permit();
       if (msg.resume && !s.features.includes('resume')) throw new FerryError('bad_message', "'resume' was not negotiated in the handshake");
+      if (msg.link && (s.ctx.links === null || !s.features.includes('link'))) throw new FerryError('bad_message', "'link' was not negotiated in the handshake");
+      if (msg.link && msg.encoding !== undefined) throw new FerryError('bad_message', "An upload by 'link' takes the file's own bytes: no 'encoding'");
       if (msg.encoding !== undefined && !s.features.includes(`encoding:${msg.encoding}`)) {
         throw new FerryError('bad_message', `Encoding ${quotePath(msg.encoding.slice(0, 40))} was not negotiated in the handshake`);
       }
@@ -117,7 +121,9 @@ export class Uploads {
         if (!transform) throw new FerryError('bad_message', `No plugin decodes ${quotePath(msg.encoding.slice(0, 40))}`);
         state.decoder = new DecodingWriter(upload, transform, msg.encoding);
       }
+      if (msg.link) state.link = true;
       if (resume) s.transport.send(id, { t: 'resume', offset: upload.offset, sha256: upload.prefixSha256 });
+      else if (state.link) this.#sendLink(id);
     } catch (err) {
       if (state) {
         this.#active.delete(id);
@@ -137,9 +143,31 @@ export class Uploads {
     const state = this.#active.get(id);
     if (!state || !state.awaitingFrom) throw new FerryError('unexpected_message', `'from' for request ${id}, which is not waiting for it`);
     state.awaitingFrom = false;
-    if (msg.offset === state.upload.offset) return;
-    if (msg.offset === 0) return state.upload.restart();
-    throw new FerryError('unexpected_message', `'from' offset ${msg.offset} is neither 0 nor the offered ${state.upload.offset}`);
+    if (msg.offset !== state.upload.offset) {
+      if (msg.offset !== 0) throw new FerryError('unexpected_message', `'from' offset ${msg.offset} is neither 0 nor the offered ${state.upload.offset}`);
+      await state.upload.restart();
+    }
+    if (state.link) this.#sendLink(id);
+  }
+
+  /**
+   * The address the page PUTs the upload's bytes to (`put` with `link`): they enter this session's queue as DATA
+   * frames would, paused and resumed with it; only while the upload is in progress.
+   */
+  #sendLink(id: number): void {
+    const s = this.#s;
+    const links = s.ctx.links;
+    if (links === null) return;
+    const url = links.mintUpload(s.host, {
+      data: (chunk) => {
+        const state = this.#active.get(id);
+        if (!state || state.committing || state.awaitingFrom || s.stage === 'closed') return false;
+        s.feedData(id, chunk);
+        return true;
+      },
+      onFlow: (listener) => s.onFlow(listener),
+    });
+    s.transport.send(id, { t: 'link', url });
   }
 
   /** DATA frames of an upload (a refused one's are dropped). */

@@ -30,8 +30,9 @@ interface Pending {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Bytes waiting to go out on the WebSocket above which a sender waits (`drained`). */
-const HIGH_WATER = 4 * 1024 * 1024;
+/** Bytes waiting to go out on the WebSocket above which a sender waits (`drained`), until they fall below LOW_WATER. */
+const HIGH_WATER = 8 * 1024 * 1024;
+const LOW_WATER = 4 * 1024 * 1024;
 
 export interface Welcome {
   agent: string;
@@ -116,20 +117,24 @@ export class Connection {
     this.#send(id, message);
   }
 
-  /** Sends one DATA frame. */
+  /** Sends one DATA frame: its header and its bytes as two messages (a message may hold any part of the stream), so the bytes are not copied. */
   data(id: number, bytes: Uint8Array): void {
-    const frame = new Uint8Array(HEADER_SIZE + bytes.length);
-    const view = new DataView(frame.buffer);
+    const header = new Uint8Array(HEADER_SIZE);
+    const view = new DataView(header.buffer);
     view.setUint8(0, DATA);
     view.setUint32(1, id);
     view.setUint32(5, bytes.length);
-    frame.set(bytes, HEADER_SIZE);
-    this.ws.send(frame);
+    this.ws.send(header);
+    this.ws.send(bytes);
   }
 
-  /** Resolves when little enough is waiting to go out (the WebSocket has no back-pressure of its own). */
+  /**
+   * Resolves when little enough is waiting to go out: the WebSocket API has no back-pressure of its own, only the
+   * count of bytes queued, which is watched here (a few ms apart) until it falls below a low mark.
+   */
   async drained(): Promise<void> {
-    while (this.ws.bufferedAmount > HIGH_WATER && !this.#closed) await new Promise((r) => setTimeout(r, 10));
+    if (this.ws.bufferedAmount <= HIGH_WATER) return;
+    while (this.ws.bufferedAmount > LOW_WATER && !this.#closed) await new Promise((r) => setTimeout(r, 2));
   }
 
   close(): void {

@@ -8,9 +8,38 @@
 import { createSHA256, type IHasher } from 'hash-wasm';
 import { FerryPageError, type Connection, type Message } from './conn.ts';
 
-/** The part of a file read and sent at a time (a DATA frame). */
-const CHUNK = 256 * 1024;
+/** The part of a file read and sent at a time (a DATA frame; at most the server's maxData). */
+const CHUNK = 1024 * 1024;
 const RESUME_FROM = 1024 * 1024;
+/** What the page reads at a time to hash a file whose bytes go by a link (fewer, larger reads cost less). */
+const HASH_CHUNK = 4 * 1024 * 1024;
+/** Files from this size on send their bytes by an upload link (when the server offers `link`). */
+const LINK_FROM = 256 * 1024;
+
+/**
+ * PUTs `body` to an upload link with XMLHttpRequest (it reports upload progress, which fetch does not), reporting the
+ * bytes sent; rejects when the server refuses, the connection drops, the signal aborts, or the upload failed on the
+ * session (`failed()`).
+ */
+function sendByLink(url: string, body: Blob, progress: (loaded: number) => void, signal: AbortSignal | undefined, failed: () => FerryPageError | null): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    const timer = setInterval(() => {
+      if (failed() || signal?.aborted) xhr.abort();
+    }, 100);
+    const finish = (err: FerryPageError | null) => {
+      clearInterval(timer);
+      if (err) reject(err);
+      else resolve();
+    };
+    xhr.upload.onprogress = (e) => progress(e.loaded);
+    xhr.onload = () => (xhr.status === 204 ? finish(null) : finish(failed() ?? new FerryPageError('internal', `The server refused the bytes (HTTP ${xhr.status}): ${xhr.responseText.trim()}`)));
+    xhr.onerror = () => finish(failed() ?? new FerryPageError('connection_lost', 'The upload connection was lost'));
+    xhr.onabort = () => finish(failed() ?? new FerryPageError('cancelled', 'Cancelled'));
+    xhr.open('PUT', url);
+    xhr.send(body);
+  });
+}
 
 export interface UploadProgress {
   /** Bytes the server has been sent (or already held) of this file. */
@@ -28,11 +57,21 @@ export interface UploadResult {
   resumedFrom: number;
 }
 
-/** Reads `[start, end)` of `file` in chunks, feeding each to `each`. */
-async function readRange(file: Blob, start: number, end: number, each: (bytes: Uint8Array, at: number) => Promise<void> | void, cancelled: () => boolean): Promise<void> {
-  for (let at = start; at < end; at += CHUNK) {
+/** Reads `[start, end)` of `file` in chunks of `chunk` bytes, feeding each to `each`; the next chunk is read meanwhile. */
+async function readRange(
+  file: Blob,
+  start: number,
+  end: number,
+  each: (bytes: Uint8Array, at: number) => Promise<void> | void,
+  cancelled: () => boolean,
+  chunk = CHUNK,
+): Promise<void> {
+  const read = (at: number) => file.slice(at, Math.min(end, at + chunk)).arrayBuffer();
+  let next = start < end ? read(start) : null;
+  for (let at = start; at < end && next; at += chunk) {
     if (cancelled()) throw new FerryPageError('cancelled', 'Cancelled');
-    const bytes = new Uint8Array(await file.slice(at, Math.min(end, at + CHUNK)).arrayBuffer());
+    const bytes = new Uint8Array(await next);
+    next = at + chunk < end ? read(at + chunk) : null;
     await each(bytes, at);
   }
 }
@@ -55,22 +94,35 @@ export async function uploadFile(
   const hasher: IHasher = await createSHA256();
   hasher.init();
   const size = file.size;
+  const chunk = Math.max(64 * 1024, Math.min(CHUNK, conn.welcome.maxData));
   const resume = size >= RESUME_FROM && conn.welcome.features.includes('resume');
+  // The bytes of a larger file go by an HTTPS PUT that the browser streams itself (a WebSocket is several times
+  // slower in browsers); they enter the same session, and the same SHA-256 check ends the upload.
+  const byLink = size >= LINK_FROM && conn.welcome.features.includes('link');
   const id = conn.newId();
   let offered: { offset: number; sha256: string } | null = null;
   let offerArrived: () => void = () => {};
   const offer = new Promise<void>((r) => (offerArrived = r));
+  let linkArrived: (url: string | null) => void = () => {};
+  const link = new Promise<string | null>((r) => (linkArrived = r));
   let failed: FerryPageError | null = null;
   const done = conn
-    .requestOn(id, { t: 'put', path, size, mtime: Math.floor(file.lastModified), overwrite: options.overwrite, parents: true, ...(resume ? { resume: true } : {}) }, (m: Message) => {
-      if (m.t === 'resume') {
-        offered = { offset: Number(m.offset), sha256: String(m.sha256) };
-        offerArrived();
-      }
-    })
+    .requestOn(
+      id,
+      { t: 'put', path, size, mtime: Math.floor(file.lastModified), overwrite: options.overwrite, parents: true, ...(resume ? { resume: true } : {}), ...(byLink ? { link: true } : {}) },
+      (m: Message) => {
+        if (m.t === 'resume') {
+          offered = { offset: Number(m.offset), sha256: String(m.sha256) };
+          offerArrived();
+        } else if (m.t === 'link') {
+          linkArrived(String(m.url));
+        }
+      },
+    )
     .catch((err: FerryPageError) => {
       failed = err;
       offerArrived();
+      linkArrived(null);
       throw err;
     });
   done.catch(() => {});
@@ -99,18 +151,29 @@ export async function uploadFile(
       conn.follow(id, { t: 'from', offset: from });
     }
     options.onProgress({ sent: from, size, resumedFrom: from, phase: 'sending' });
-    await readRange(
-      file,
-      from,
-      size,
-      async (bytes, at) => {
-        hasher.update(bytes);
-        conn.data(id, bytes);
-        options.onProgress({ sent: at + bytes.length, size, resumedFrom: from, phase: 'sending' });
-        await conn.drained();
-      },
-      cancelled,
-    );
+    if (byLink) {
+      const url = await link;
+      if (failed || url === null) throw failed ?? new FerryPageError('internal', 'No upload address');
+      // The browser sends the bytes; meanwhile the page hashes them (the same bytes: the same slice of the file).
+      await Promise.all([
+        sendByLink(url, file.slice(from), (loaded) => options.onProgress({ sent: from + loaded, size, resumedFrom: from, phase: 'sending' }), options.signal, () => failed),
+        readRange(file, from, size, (b) => void hasher.update(b), cancelled, HASH_CHUNK),
+      ]);
+    } else {
+      await readRange(
+        file,
+        from,
+        size,
+        async (bytes, at) => {
+          hasher.update(bytes);
+          conn.data(id, bytes);
+          options.onProgress({ sent: at + bytes.length, size, resumedFrom: from, phase: 'sending' });
+          await conn.drained();
+        },
+        cancelled,
+        chunk,
+      );
+    }
     if (failed) throw failed;
     conn.follow(id, { t: 'end', sha256: hasher.digest('hex') });
     options.onProgress({ sent: size, size, resumedFrom: from, phase: 'verifying' });

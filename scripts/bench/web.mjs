@@ -1,0 +1,180 @@
+#!/usr/bin/env node
+// The page against the CLI in one run (npm run bench:web): a file uploaded from the page in a real Chromium
+// (headless, playwright-core) and the same file with `ferry connect`, to the same `ferry serve`, alternated, each run
+// verified (the server's copy hashed), with the load average at the start of each; and the page's first load (bytes
+// over the wire, time until the log-in form can be used).
+//   node scripts/bench/web.mjs [--size 1024] [--runs 3] [--write]     (MiB; --write updates docs/benchmarks.md)
+// Uses dist/ferry when it exists (npm run build), else the sources through tsx. Needs /usr/bin/chromium.
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const args = process.argv.slice(2);
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const SIZE_MIB = opt('size', 1024);
+const RUNS = opt('runs', 3);
+const WRITE = args.includes('--write');
+const FERRY = existsSync(join(ROOT, 'dist/ferry')) ? [join(ROOT, 'dist/ferry')] : [process.execPath, '--import', 'tsx', join(ROOT, 'src/main.ts')];
+const WORK = join(existsSync('/dev/shm') ? '/dev/shm' : '/tmp', `ferry-bench-web-${process.pid}`);
+const log = (...a) => console.error('[bench:web]', ...a);
+const children = new Set();
+
+function cleanup() {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(WORK, { recursive: true, force: true });
+}
+process.on('SIGINT', () => (cleanup(), process.exit(130)));
+
+const sha256File = (path) =>
+  new Promise((res, rej) => {
+    const h = createHash('sha256');
+    createReadStream(path).on('data', (d) => h.update(d)).on('end', () => res(h.digest('hex'))).on('error', rej);
+  });
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function startServer() {
+  const data = join(WORK, 'data');
+  const child = spawn(FERRY[0], [...FERRY.slice(1), 'serve', '--host', '127.0.0.1', '--port', '0', '--data', data], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRY_SCRYPT_N: '1024' } });
+  children.add(child);
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  for (const deadline = Date.now() + 30_000; !/fingerprint (SHA256:\S+)/.test(out); ) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`server did not start: ${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, data, port: Number(/listening on .*:(\d+)/.exec(out)[1]), fingerprint: /fingerprint (SHA256:\S+)/.exec(out)[1], output: () => out };
+}
+
+function cli(server, input, extra = []) {
+  return new Promise((res) => {
+    const started = performance.now();
+    const child = spawn(FERRY[0], [...FERRY.slice(1), 'connect', `127.0.0.1:${server.port}`, '--user', 'bench', '--fingerprint', server.fingerprint, ...extra], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, FERRY_PASSWORD: 'bench-password', FERRY_HOME: join(WORK, 'home') },
+    });
+    children.add(child);
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('exit', (code) => {
+      children.delete(child);
+      res({ code, out, ms: performance.now() - started });
+    });
+    child.stdin.end(input);
+  });
+}
+
+async function main() {
+  mkdirSync(WORK, { recursive: true });
+  const file = join(WORK, 'big.bin');
+  log(`making a ${SIZE_MIB} MiB file of random bytes`);
+  const fd = openSync(file, 'w');
+  for (let i = 0; i < SIZE_MIB; i++) writeSync(fd, randomBytes(1024 * 1024));
+  closeSync(fd);
+  const want = await sha256File(file);
+  const server = await startServer();
+  const signed = await cli(server, 'LIST\n', ['--signup']);
+  if (signed.code !== 0) throw new Error(`sign-up failed: ${signed.out}`);
+
+  // The page's first load, in a fresh browser profile: bytes over the wire (CDP), time until the form is usable.
+  const spki = createHash('sha256')
+    .update(new (await import('node:crypto')).X509Certificate(readFileSync(join(server.data, 'identity/cert.pem'))).publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('base64');
+  const browser = await chromium.launchPersistentContext(join(WORK, 'profile'), {
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--ignore-certificate-errors-spki-list=${spki}`],
+  });
+  const page = await browser.newPage();
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+  let wire = 0;
+  let requests = 0;
+  cdp.on('Network.loadingFinished', (e) => ((wire += e.encodedDataLength), requests++));
+  const t0 = performance.now();
+  await page.goto(`https://127.0.0.1:${server.port}/`);
+  await page.waitForSelector('#user:focus');
+  const interactiveMs = performance.now() - t0;
+  await cdp.send('Network.setCacheDisabled', { cacheDisabled: false });
+  await page.fill('#user', 'bench');
+  await page.fill('#password', 'bench-password');
+  await page.getByRole('button', { name: 'Log in', exact: true }).click();
+  await page.waitForSelector('text=Total directory size');
+
+  const rows = [];
+  const stored = join(server.data, 'homes/bench/big.bin');
+  for (let run = 0; run < RUNS; run++) {
+    for (const how of ['cli', 'page']) {
+      rmSync(stored, { force: true });
+      const load = loadavg()[0];
+      let ms;
+      if (how === 'cli') {
+        const r = await cli(server, `PUT ${file} big.bin\n`);
+        if (r.code !== 0 || !/sha256 verified/.test(r.out)) throw new Error(`CLI upload failed: ${r.out.slice(-500)}`);
+        ms = r.ms;
+      } else {
+        await page.getByRole('button', { name: 'Refresh' }).click();
+        const started = performance.now();
+        await page.setInputFiles('#pick-files', file);
+        await page.waitForSelector('text=/\\d+ of \\d+ files? uploaded/', { timeout: 600_000 });
+        ms = performance.now() - started;
+        const status = await page.textContent('.status');
+        if (!/1 of 1 file uploaded/.test(status ?? '')) throw new Error(`page upload failed: ${status}`);
+      }
+      const got = await sha256File(stored);
+      if (got !== want) throw new Error(`${how}: the stored file's SHA-256 differs`);
+      rows.push({ how, ms, load });
+      log(`${how} run ${run + 1}: ${(ms / 1000).toFixed(2)} s (${((SIZE_MIB * 1000) / ms).toFixed(0)} MiB/s), load ${load.toFixed(2)}, verified`);
+    }
+  }
+  await browser.close();
+  server.child.kill('SIGTERM');
+
+  const of = (how) => rows.filter((r) => r.how === how);
+  const line = (how, label) => {
+    const ms = of(how).map((r) => r.ms);
+    const rate = (SIZE_MIB * 1000) / median(ms);
+    return `| ${label} | ${ms.length} | ${(median(ms) / 1000).toFixed(2)} | ${(Math.min(...ms) / 1000).toFixed(2)}–${(Math.max(...ms) / 1000).toFixed(2)} | ${rate.toFixed(0)} | ${of(how).map((r) => r.load.toFixed(2)).join(', ')} |`;
+  };
+  const ratio = median(of('cli').map((r) => r.ms)) / median(of('page').map((r) => r.ms));
+  const when = new Date().toISOString().replace(/:\d\d\.\d+Z$/, 'Z');
+  const text = [
+    `Measured ${when} by \`node scripts/bench/web.mjs --size ${SIZE_MIB} --runs ${RUNS}\`, ${FERRY[0].endsWith('dist/ferry') ? 'dist/ferry' : 'the sources (tsx)'}, server and browser on the same 2 vCPUs, loopback, files in /dev/shm. A load average above ~1.5 at the start of a run means other work shared the machine: such figures are not headline figures.`,
+    '',
+    `| upload of ${SIZE_MIB} MiB | runs (alternated) | median s | min–max s | MiB/s (median) | load average at start |`,
+    '|---|---|---|---|---|---|',
+    line('cli', '`ferry connect` PUT'),
+    line('page', 'the page in Chromium (hashing in the page included)'),
+    '',
+    `The page's rate ÷ the CLI's: ${ratio.toFixed(2)} (the target is at least 0.5).`,
+    '',
+    `First load of the page (fresh profile, cache off): ${requests} requests, ${(wire / 1024).toFixed(1)} KiB over the wire (TLS framing not counted), log-in form usable after ${interactiveMs.toFixed(0)} ms.`,
+  ].join('\n');
+  console.log(text);
+  if (WRITE) {
+    const doc = join(ROOT, 'docs/benchmarks.md');
+    let md = readFileSync(doc, 'utf8');
+    const begin = '<!-- bench-web:begin -->';
+    const end = '<!-- bench-web:end -->';
+    if (!md.includes(begin)) md += `\n## The page against the CLI\n\n${begin}\n${end}\n`;
+    md = md.replace(new RegExp(`${begin}[\\s\\S]*?${end}`), `${begin}\n${text}\n${end}`);
+    writeFileSync(doc, md);
+    log('wrote docs/benchmarks.md');
+  }
+}
+
+main()
+  .catch((err) => {
+    console.error(`bench:web: ${err.message}`);
+    process.exitCode = 1;
+  })
+  .finally(cleanup);
