@@ -77,7 +77,12 @@ export class WebFront {
   constructor(private readonly options: WebFrontOptions) {
     // A request head must come within the handshake time; a body (an upload) may take as long as it needs while it
     // moves, and a connection silent for the idle time is closed.
-    this.#http = http.createServer({ maxHeaderSize: MAX_HEAD_BYTES, requestTimeout: 0, headersTimeout: options.headTimeoutMs }, (req, res) => this.#request(req, res));
+    this.#http = http.createServer(
+      // Node enforces headersTimeout only on servers that listen themselves: this one is handed its connections, so
+      // each head's deadline is kept here (#arm).
+      { maxHeaderSize: MAX_HEAD_BYTES, requestTimeout: 0 },
+      (req, res) => this.#request(req, res),
+    );
     this.#http.keepAliveTimeout = 5000;
     this.#http.timeout = options.idleTimeoutMs;
     this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -96,6 +101,7 @@ export class WebFront {
   /** Takes a TLS connection whose client chose HTTP (ALPN `http/1.1`). */
   accept(socket: Duplex, peer: { ip: string; port: number }): void {
     this.#peers.set(socket, peer);
+    this.#arm(socket);
     const key = _keyOf(socket);
     if (key !== null) {
       this.#peersByKey.set(key, peer);
@@ -104,12 +110,32 @@ export class WebFront {
     this.#http.emit('connection', socket);
   }
 
+  readonly #deadlines = new WeakMap<object, NodeJS.Timeout>();
+
+  /** A request head must be complete within the handshake time (at first, and after each response on the connection). */
+  #arm(socket: Duplex): void {
+    clearTimeout(this.#deadlines.get(socket));
+    const timer = setTimeout(() => {
+      this.options.log(`[${this.#peerOf(socket).ip}] HTTP request head not complete within ${this.options.headTimeoutMs} ms: closed`);
+      socket.destroy();
+    }, this.options.headTimeoutMs);
+    timer.unref();
+    this.#deadlines.set(socket, timer);
+    socket.once('close', () => clearTimeout(timer));
+  }
+
+  #disarm(socket: Duplex): void {
+    clearTimeout(this.#deadlines.get(socket));
+  }
+
   #peerOf(socket: Duplex): { ip: string; port: number } {
     const key = _keyOf(socket);
     return this.#peers.get(socket) ?? (key === null ? undefined : this.#peersByKey.get(key)) ?? { ip: '?', port: 0 };
   }
 
   #request(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.#disarm(req.socket);
+    res.once('finish', () => !req.socket.destroyed && this.#arm(req.socket));
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     if (req.method !== 'GET' && req.method !== 'HEAD' && !(req.url ?? '').startsWith('/ul/')) {
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Length': 0 }).end();
@@ -227,6 +253,7 @@ export class WebFront {
   }
 
   #upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.#disarm(socket);
     const peer = this.#peerOf(socket);
     const refuse = (status: number, why: string) => {
       this.options.log(`[${peer.ip}:${peer.port}] WebSocket refused: ${why}`);
