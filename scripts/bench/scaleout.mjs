@@ -9,6 +9,7 @@
 //   npm run bench:scaleout -- --quick            1 run each, 20 users (< 2 min)
 //   options: --runs N  --users N  --concurrency N (sign-up clients at once, 4)  --clients N (uploaders, 20)
 //            --size MiB (20)  --only uploads|accounts  --cli dist|source (default: dist/ferry when it exists)
+//            --json FILE (also save the raw figures)  --render FILE (print, or --write, the tables of a saved run; no run)
 //
 // 1. Uploads: N clients (`ferry connect`, one process each, one user) upload one file each at the same moment
 //    through HAProxy (balance leastconn), to 1 server and to 2 servers on the same database, bucket and prefix; the
@@ -54,7 +55,7 @@ function count(name, fallback) {
   if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a whole number of 1 or more, not '${v}'`);
   return n;
 }
-const known = new Set(['--quick', '--write', '--runs', '--users', '--concurrency', '--clients', '--size', '--only', '--cli']);
+const known = new Set(['--quick', '--write', '--runs', '--users', '--concurrency', '--clients', '--size', '--only', '--cli', '--json', '--render']);
 for (const a of args) if (a.startsWith('--') && !known.has(a.split('=')[0])) throw new Error(`unknown option ${a} (see the header of ${fileURLToPath(import.meta.url)})`);
 
 const QUICK = flag('--quick');
@@ -281,7 +282,7 @@ async function freshDatabase(adminUrl, tag) {
   if (stopping) throw new Error('stopping: no new database');
   pgModule ??= (await import('pg')).default;
   const name = `ferry_scaleout_${tag}_${randomBytes(4).toString('hex')}`;
-  const q = async (sql) => { const c = new pgModule.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 }); await c.connect(); try { await c.query(sql); } finally { await c.end(); } };
+  const q = async (sql) => { const c = new pgModule.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000, query_timeout: 60_000 }); await c.connect(); try { await c.query(sql); } finally { await c.end(); } };
   let dropped = false;
   const drop = async () => { if (!dropped) { dropped = true; await q(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`); } };
   undo.push({ what: `drop database ${name}`, fn: drop }); // before it exists: a stop during CREATE still drops it
@@ -519,8 +520,10 @@ async function accounts(svc) {
     const lib = [], cliWall = [], cliCpu = [];
     for (let i = 0; i < n; i++) {
       const t = performance.now();
-      const c = await open(server.port, server.fingerprint, addressOf(i));
-      try { await c.login(`r${r}u${i}`, PASSWORD); const res = await c.upload(files[i].path, 'lib.bin'); if (res.sha256 !== files[i].sha256) throw new Error('library probe: digest differs'); } finally { await c.quit(); }
+      await withTimeout((async () => {
+        const c = await open(server.port, server.fingerprint, addressOf(i));
+        try { await c.login(`r${r}u${i}`, PASSWORD); const res = await c.upload(files[i].path, 'lib.bin'); if (res.sha256 !== files[i].sha256) throw new Error('library probe: digest differs'); } finally { await c.quit(); }
+      })(), 60_000, 'library probe');
       lib.push((performance.now() - t) / 1000);
     }
     for (let i = 0; i < n; i++) {
@@ -562,14 +565,14 @@ function disturbedNote(groups) {
 }
 function report(meta, up, acc) {
   const out = [];
-  out.push(`Run: \`npm run bench:scaleout${meta.argv ? ` -- ${meta.argv}` : ''}\`, ${meta.started}, ${f1(meta.minutes)} min; commit ${meta.commit}; ferry \`${meta.version}\` (${CLI === 'dist' ? `dist/ferry, the single executable, built ${ferryBuilt?.toISOString().replace(/\.\d+Z$/, 'Z')}, copied at the start` : 'from the source, node --import tsx'}; the client library from the source).`);
-  out.push(`Machine: ${cpus().length} vCPU (${cpus()[0]?.model?.trim() ?? '?'}), shared with other work; load average ${f2(meta.load0)} when the benchmark started. Everything on one machine over loopback: clients, HAProxy, the ferry servers, PostgreSQL and the object store share the same ${cpus().length} cores. The tables give, for each run, the 1-minute load average at its start (marked \\* above ${HIGH_LOAD}) and, in brackets, the share of the machine's CPU that others used in the 2 s before it and in the 2 s after it, while nothing of the benchmark worked. The load average counts runnable processes and decays over about a minute: a run has many (${CLIENTS} clients, the servers, the store's), so after the first run it carries mostly the benchmark's own previous run; the bracketed shares tell other work apart. **Figures taken at a load above ${HIGH_LOAD} are not headline figures** — unless that load is the benchmark's own: a load of at most ${HIGH_LOAD} before the first run and others' share near 0% around every run.`);
+  out.push(`Run: \`npm run bench:scaleout${meta.argv ? ` -- ${meta.argv}` : ''}\`, ${meta.started}, ${f1(meta.minutes)} min; commit ${meta.commit}; ferry \`${meta.version}\` (${meta.cli === 'dist' ? `dist/ferry, the single executable, built ${meta.built?.replace(/\.\d+Z$/, 'Z')}, copied at the start` : 'from the source, node --import tsx'}; the client library from the source).`);
+  out.push(`Machine: ${meta.cpus} vCPU (${meta.cpuModel}), shared with other work; load average ${f2(meta.load0)} when the benchmark started. Everything on one machine over loopback: clients, HAProxy, the ferry servers, PostgreSQL and the object store share the same ${meta.cpus} cores. The tables give, for each run, the 1-minute load average at its start (marked \\* above ${HIGH_LOAD}) and, in brackets, the share of the machine's CPU that others used in the 2 s before it and in the 2 s after it, while nothing of the benchmark worked. The load average counts runnable processes and decays over about a minute: a run has many (${meta.clients} clients, the servers, the store's), so after the first run it carries mostly the benchmark's own previous run; the bracketed shares tell other work apart. **Figures taken at a load above ${HIGH_LOAD} are not headline figures** — unless that load is the benchmark's own: a load of at most ${HIGH_LOAD} before the first run and others' share near 0% around every run.`);
   out.push('');
   if (up) {
-    const total = CLIENTS * SIZE;
-    out.push(`### ${CLIENTS} clients uploading ${SIZE / MiB} MiB each at once through HAProxy, 1 server and 2 servers`);
+    const total = meta.clients * meta.size;
+    out.push(`### ${meta.clients} clients uploading ${meta.size / MiB} MiB each at once through HAProxy, 1 server and 2 servers`);
     out.push('');
-    out.push(`\`ferry serve --db postgres://... --storage s3://BUCKET/bench --s3-endpoint ... --proxy-protocol 127.0.0.1/32\` (both servers: one database, one bucket and prefix, ${up.bucketNote}) behind HAProxy 2.6 (\`balance leastconn\`, \`send-proxy-v2\`, scripts/services/haproxy.sh). ${CLIENTS} \`ferry connect\` processes (one user, \`PUT\`), started together; wall = first start to last exit. Configurations alternated (1, 2, 1, 2, ...), after one uncounted warm-up upload per server. Verified: each client's \`sha256 verified\` digest against the local file, and every object read back from the store and hashed.`);
+    out.push(`\`ferry serve --db postgres://... --storage s3://BUCKET/bench --s3-endpoint ... --proxy-protocol 127.0.0.1/32\` (both servers: one database, one bucket and prefix, ${up.bucketNote}) behind HAProxy 2.6 (\`balance leastconn\`, \`send-proxy-v2\`, scripts/services/haproxy.sh). ${meta.clients} \`ferry connect\` processes (one user, \`PUT\`), started together; wall = first start to last exit. Configurations alternated (1, 2, 1, 2, ...), after one uncounted warm-up upload per server. Verified: each client's \`sha256 verified\` digest against the local file, and every object read back from the store and hashed.`);
     out.push('');
     out.push('| servers | runs | verified | median wall s | min–max s | aggregate MiB/s (median) | per-client wall s (median) | ferry servers CPU s | clients CPU s | HAProxy CPU s | machine CPU busy | connections per server | load avg at start of each run (others\' CPU before / after) |');
     out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
@@ -594,7 +597,7 @@ function report(meta, up, acc) {
     out.push('');
   }
   if (acc) {
-    out.push(`### Sign-up + log-in + one 4 KiB upload per user, ${USERS} users, ${CONCURRENCY} at once: embedded state against PostgreSQL`);
+    out.push(`### Sign-up + log-in + one 4 KiB upload per user, ${meta.users} users, ${meta.concurrency} at once: embedded state against PostgreSQL`);
     out.push('');
     out.push(`Per user: a connection that signs up (which logs it in) and quits, then one that logs in, uploads 4 KiB and quits — TLS 1.3 each, real scrypt (N=2^15) on the server for the sign-up and the log-in. Driven by the client library (src/client) from one Node process, not by \`ferry connect\` processes (what those cost is in the last table), each user from its own loopback address (127.10.x.y; the server allows 20 sign-ups per address per hour). A fresh \`ferry serve\` with fresh state per run — embedded: users.json, audit log and throttles in its data directory; PostgreSQL: \`--db\` on a fresh database (scripts/services/postgres.sh's settings: fsync off). Files on the local file system (/dev/shm) in both, so only the state store differs. Configurations alternated. Verified: each upload's SHA-256 as the server confirmed it, and each file read back from the data directory.`);
     out.push('');
@@ -624,7 +627,7 @@ function report(meta, up, acc) {
       const cliCpu = median(probes.map((x) => x.cli.cliCpu));
       const serverPerUser = median(acc.runs.map((x) => x.serverCpu / x.users));
       out.push('');
-      out.push(`Driven by \`ferry connect\` (one process to sign up, one to log in and PUT), each user would cost the client side ~${f0(2000 * cliCpu)} ms of CPU in two processes — ${2 * cliCpu > 1.1 * serverPerUser ? 'more than' : 2 * cliCpu > 0.9 * serverPerUser ? 'about as much as' : 'besides'} the server's ~${f0(1000 * serverPerUser)} ms — on the same two cores as the server, so that a CLI-driven figure would measure the CLI's start-up ${2 * cliCpu > 0.9 * serverPerUser ? 'as much as' : 'beside'} the server. Through the library the client side costs ${f0(median(acc.runs.map((x) => (1000 * x.clientCpu) / x.users)))} ms per user.`);
+      out.push(`Driven by \`ferry connect\` (one process to sign up, one to log in and PUT), each user would cost the client side ~${f0(2000 * cliCpu)} ms of CPU in two processes — ${2 * cliCpu > 1.1 * serverPerUser ? 'more than' : 2 * cliCpu > 0.9 * serverPerUser ? 'about as much as' : 'besides'} the server's ~${f0(1000 * serverPerUser)} ms — on the same cores as the server, so that a CLI-driven figure would measure the CLI's start-up ${2 * cliCpu > 0.9 * serverPerUser ? 'as much as' : 'beside'} the server. Through the library the client side costs ${f0(median(acc.runs.map((x) => (1000 * x.clientCpu) / x.users)))} ms per user.`);
     }
     out.push('');
   }
@@ -658,6 +661,14 @@ function writeSection(text) {
 
 // ------------------------------------------------------------------------------------------ main
 async function main() {
+  const saved = option('--render', null);
+  if (saved) {
+    const { meta, up, acc } = JSON.parse(readFileSync(saved, 'utf8'));
+    const text = report(meta, up, acc);
+    process.stdout.write(text + '\n');
+    if (WRITE) writeSection(text);
+    return;
+  }
   const started = new Date();
   const load0 = loadavg()[0];
   if (!existsSync('/usr/sbin/haproxy') && spawnSync('sh', ['-c', 'command -v haproxy'], { stdio: 'ignore' }).status !== 0) {
@@ -676,7 +687,10 @@ async function main() {
   const up = ONLY === 'accounts' ? null : await uploads(svc);
   const acc = ONLY === 'uploads' ? null : await accounts(svc);
   const minutes = (Date.now() - started.getTime()) / 60_000;
-  const text = report({ load0,  started: started.toISOString().replace(/\.\d+Z$/, 'Z'), minutes, commit, version, argv: args.filter((a) => a !== '--write').join(' ') }, up, acc);
+  const meta = { load0, started: started.toISOString().replace(/\.\d+Z$/, 'Z'), minutes, commit, version, built: ferryBuilt?.toISOString() ?? null, cli: CLI, clients: CLIENTS, size: SIZE, users: USERS, concurrency: CONCURRENCY, cpus: cpus().length, cpuModel: cpus()[0]?.model?.trim() ?? '?', argv: args.filter((a, i) => a !== '--write' && !a.startsWith('--json') && args[i - 1] !== '--json').join(' ') };
+  const json = option('--json', null);
+  if (json) writeFileSync(json, JSON.stringify({ meta, up, acc }, null, 1));
+  const text = report(meta, up, acc);
   process.stdout.write(text + '\n');
   if (WRITE) writeSection(text);
 }

@@ -26,12 +26,14 @@ const FERRY = existsSync(join(ROOT, 'dist/ferry')) ? [join(ROOT, 'dist/ferry')] 
 const WORK = join(existsSync('/dev/shm') ? '/dev/shm' : '/tmp', `ferry-bench-web-${process.pid}`);
 const log = (...a) => console.error('[bench:web]', ...a);
 const children = new Set();
+let browser = null;
 
-function cleanup() {
+async function cleanup() {
+  await browser?.close().catch(() => {});
   for (const c of children) c.kill('SIGKILL');
   rmSync(WORK, { recursive: true, force: true });
 }
-process.on('SIGINT', () => (cleanup(), process.exit(130)));
+process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
 const sha256File = (path) =>
   new Promise((res, rej) => {
@@ -89,7 +91,7 @@ async function main() {
   const spki = createHash('sha256')
     .update(new (await import('node:crypto')).X509Certificate(readFileSync(join(server.data, 'identity/cert.pem'))).publicKey.export({ type: 'spki', format: 'der' }))
     .digest('base64');
-  const browser = await chromium.launchPersistentContext(join(WORK, 'profile'), {
+  browser = await chromium.launchPersistentContext(join(WORK, 'profile'), {
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--ignore-certificate-errors-spki-list=${spki}`],
   });
@@ -123,6 +125,11 @@ async function main() {
         ms = r.ms;
       } else {
         await page.getByRole('button', { name: 'Refresh' }).click();
+        // The status line still says how the last upload ended: clear it, so that the wait below sees this one's.
+        await page.evaluate(() => {
+          const el = globalThis.document.querySelector('.status');
+          if (el) el.textContent = '';
+        });
         const started = performance.now();
         await page.setInputFiles('#pick-files', file);
         await page.waitForSelector('text=/\\d+ of \\d+ files? uploaded/', { timeout: 600_000 });
@@ -137,6 +144,7 @@ async function main() {
     }
   }
   await browser.close();
+  browser = null;
   server.child.kill('SIGTERM');
 
   const of = (how) => rows.filter((r) => r.how === how);
@@ -177,4 +185,4 @@ main()
     console.error(`bench:web: ${err.message}`);
     process.exitCode = 1;
   })
-  .finally(cleanup);
+  .finally(() => cleanup().then(() => process.exit()));
