@@ -26,11 +26,14 @@ export interface ServeConfig {
   db?: string;
   /** false: no page for browsers on the port. */
   web?: boolean;
+  /** A certificate file and its key (PEM) instead of the self-signed identity. */
+  cert?: string;
+  key?: string;
   plugins: PluginSpec[];
 }
 
 const TOP_FIELDS = [
-  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'storage', 's3Endpoint', 's3Region', 'proxyProtocol', 'db', 'web', 'plugins',
+  'host', 'port', 'data', 'signup', 'insecure', 'maxConnections', 'maxConnectionsPerAddress', 'maxTransfersPerUser', 'maxUploadSize', 'storage', 's3Endpoint', 's3Region', 'proxyProtocol', 'db', 'web', 'cert', 'key', 'plugins',
 ] as const;
 
 /** A plugin given by word: a path if it looks like a file, otherwise a bundled plugin's name. */
@@ -76,6 +79,8 @@ export async function readServeConfig(file: string): Promise<{ config: ServeConf
       case 's3Endpoint':
       case 's3Region':
       case 'db':
+      case 'cert':
+      case 'key':
         if (typeof plain !== 'string' || plain === '') at(node, key, 'must be a non-empty string');
         else config[key] = plain;
         break;

@@ -22,6 +22,8 @@ export function buildCli() {
     .option('--storage <url>', 'Keep files in an S3-compatible object store: s3://BUCKET[/PREFIX] (default: the data directory)')
     .option('--s3-endpoint <url>', "The object store's endpoint, for stores other than AWS (Ceph, Swift, MinIO, R2...)")
     .option('--s3-region <region>', 'The object store\'s region (default: AWS_REGION, else us-east-1)')
+    .option('--cert <file>', "A certificate to present (PEM, with its chain, e.g. Let's Encrypt's fullchain.pem), with --key; default: ferry's own self-signed one")
+    .option('--key <file>', 'The private key of --cert (PEM)')
     .option('--no-web', 'Do not answer browsers: no page on this port (default: the page at https://HOST:PORT/)')
     .option('--db <url>', 'Share state with other servers in PostgreSQL: postgres://USER[:PASSWORD]@HOST[:PORT]/DB (or FERRY_DB) (default: the data directory)')
     .option('--proxy-protocol <cidrs>', 'Behind a TCP balancer: its addresses or CIDR blocks (comma-separated, repeatable); their connections start with a PROXY v1/v2 header naming the real client')

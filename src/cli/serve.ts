@@ -28,6 +28,9 @@ export interface ServeCliOptions {
   maxTransfersPerUser?: string | number;
   maxUploadSize?: string | number;
   storage?: string;
+  /** `--cert FILE --key FILE`: a certificate (a CA's) instead of the self-signed identity. */
+  cert?: string;
+  key?: string;
   /** `--no-web`: false (cac's negated flag); absent: true. */
   web?: boolean;
   /** `--db postgres://...`: state shared with other servers (FERRY_DB when absent). */
@@ -132,6 +135,7 @@ async function serveWith(
       objectStore,
       proxyProtocol,
       web: options.web !== false && config.web !== false,
+      certificate: certificateOf(options, config, baseDir),
       ...defined({
         maxConnections: parseCount('max-connections', options.maxConnections) ?? config.maxConnections,
         maxConnectionsPerAddress: parseCount('max-connections-per-address', options.maxConnectionsPerAddress) ?? config.maxConnectionsPerAddress,
@@ -156,6 +160,7 @@ async function serveWith(
     `listening on ${where} (${info.fingerprint ? 'TLS 1.3' : 'PLAIN TCP'})`,
   ];
   if (info.fingerprint) {
+    if (info.certificate) lines.push(`certificate ${info.certificate}`);
     if (info.identityCreated) lines.push(`created a new TLS identity (ECDSA P-256, self-signed) in ${info.database ? 'the shared database' : 'the data directory'}`);
     lines.push(`fingerprint ${info.fingerprint}`);
   } else {
@@ -203,6 +208,16 @@ function objectStoreOf(options: ServeCliOptions, config: ServeConfig): ObjectSto
   if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) throw new Error(`Invalid --s3-endpoint '${escapeText(endpoint, 200)}': use http(s)://host[:port]`);
   if (region !== undefined && !/^[a-z0-9-]{1,40}$/.test(region)) throw new Error(`Invalid --s3-region '${escapeText(region, 60)}'`);
   return { url, ...(endpoint !== undefined ? { endpoint } : {}), ...(region !== undefined ? { region } : {}) };
+}
+
+/** `--cert` and `--key` (or `cert`/`key` in the config, relative to it): both or neither. */
+function certificateOf(options: ServeCliOptions, config: ServeConfig, baseDir: string): { certFile: string; keyFile: string } | null {
+  const cert = options.cert ?? (config.cert !== undefined ? resolve(baseDir, config.cert) : undefined);
+  const key = options.key ?? (config.key !== undefined ? resolve(baseDir, config.key) : undefined);
+  if (cert === undefined && key === undefined) return null;
+  if (cert === undefined || key === undefined) throw new Error('--cert and --key go together: the certificate (PEM) and its private key');
+  if (options.insecure === true || config.insecure === true) throw new Error('--cert/--key need TLS: leave out --insecure');
+  return { certFile: resolve(String(cert)), keyFile: resolve(String(key)) };
 }
 
 /** The shared database as plugins see it (PluginContext.db): queries, transactions, their own migrations. */

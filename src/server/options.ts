@@ -56,6 +56,11 @@ export interface ServerOptions {
    * speaks the protocol). Needs TLS: off with `insecure`.
    */
   web: boolean;
+  /**
+   * A certificate (PEM, the chain after it, e.g. Let's Encrypt's fullchain.pem) and its key to present instead of the
+   * self-signed identity: for the page and the protocol alike. null: the identity in the data directory (or database).
+   */
+  certificate: { certFile: string; keyFile: string } | null;
 }
 
 export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
@@ -78,4 +83,5 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   signupsPerAddressPerHour: 20,
   objectStore: null,
   web: true,
+  certificate: null,
 };

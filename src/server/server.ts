@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
@@ -13,7 +14,7 @@ import { PluginHost } from '../plugin/host.ts';
 import { LocalDiskDriver } from '../storage/local/mod.ts';
 import { parseS3Url, S3Driver } from '../storage/s3/mod.ts';
 import type { StorageDriver } from '../storage/storage.ts';
-import { loadOrCreateIdentity } from '../tls/identity.ts';
+import { loadCertificateFiles, loadOrCreateIdentity } from '../tls/identity.ts';
 import { VERSION } from '../version.ts';
 import { consoleLog, type ServerLog } from './console.ts';
 import type { ServerContext } from './context.ts';
@@ -42,6 +43,8 @@ export interface ServerInfo {
   database: string | null;
   /** Whether the page answers browsers on this port (HTTPS). */
   web: boolean;
+  /** `--cert`: the file, its names, issuer and end of validity, for the banner; null for ferry's own identity. */
+  certificate: string | null;
   identityCreated: boolean;
 }
 
@@ -86,7 +89,14 @@ export class FerryServer {
     const dataDir = resolve(this.options.dataDir);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const db = this.database;
-    const identity = this.options.insecure ? null : db ? await loadOrCreateSharedIdentity(db) : await loadOrCreateIdentity(join(dataDir, 'identity'));
+    const { certificate } = this.options;
+    const identity = this.options.insecure
+      ? null
+      : certificate
+        ? await loadCertificateFiles(certificate.certFile, certificate.keyFile)
+        : db
+          ? await loadOrCreateSharedIdentity(db)
+          : await loadOrCreateIdentity(join(dataDir, 'identity'));
     // With a shared database this server is one of several: it says so (ServerPresence), and claims an object key for
     // an upload across all of them (DbNameLeases).
     const presence = db ? (this.presence = await ServerPresence.join(db, (m) => this.log.warn(m))) : null;
@@ -247,6 +257,7 @@ export class FerryServer {
       database: db?.where ?? null,
       identityCreated: identity?.created ?? false,
       web: web !== null,
+      certificate: certificate && identity ? describeCertificate(certificate.certFile, identity.cert) : null,
     };
   }
 
@@ -336,6 +347,18 @@ export class FerryServer {
     if (this.upkeep) clearInterval(this.upkeep);
     await this.presence?.leave();
     this.objectStore?.close();
+  }
+}
+
+/** `FILE (for NAMES, issued by ISSUER, valid until DATE)`, as far as the certificate can be read. */
+function describeCertificate(file: string, pem: string): string {
+  try {
+    const x = new X509Certificate(pem);
+    const cn = (text: string) => /CN=([^\n,]+)/.exec(text)?.[1] ?? text.split('\n')[0] ?? '?';
+    const names = x.subjectAltName?.replace(/DNS:|IP Address:/g, '') ?? cn(x.subject);
+    return `${file} (for ${escapeText(names, 200)}, issued by ${escapeText(cn(x.issuer), 100)}, valid until ${new Date(x.validTo).toISOString().slice(0, 10)})`;
+  } catch {
+    return file;
   }
 }
 

@@ -92,6 +92,23 @@ export function identityOf(key: string, cert: string, where: string): Omit<TlsId
   return _check(key, cert, where, KEY_FILE, CERT_FILE);
 }
 
+/**
+ * The identity in a certificate file (PEM: the certificate, then any chain) and its key file, as given to
+ * `ferry serve --cert --key`: checked to be a pair; the fingerprint is the first (leaf) certificate's. Throws an
+ * Error with one line naming the file and the problem.
+ */
+export async function loadCertificateFiles(certFile: string, keyFile: string): Promise<TlsIdentity> {
+  const read = async (file: string, flag: string) => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (err) {
+      throw new Error(`Cannot read ${flag} '${file}': ${_code(err) === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    }
+  };
+  const [cert, key] = await Promise.all([read(certFile, '--cert'), read(keyFile, '--key')]);
+  return { ..._check(key, cert, `Cannot use --cert '${certFile}' with --key '${keyFile}'`, '--key', '--cert'), created: false };
+}
+
 /** The identity in `dir`, null if neither file exists; throws if only one does or they do not match. */
 async function _load(dir: string): Promise<TlsIdentity | null> {
   const [key, cert] = await Promise.all([_readIfExists(join(dir, KEY_FILE)), _readIfExists(join(dir, CERT_FILE))]);
