@@ -95,7 +95,7 @@ export class LoginThrottle implements LoginGate {
   check(address: string, user: string): ThrottleVerdict {
     const now = this.options.now();
     const until = Math.max(
-      this.#live(this.#addresses, _addressKey(address), now)?.lockedUntil ?? 0,
+      this.#live(this.#addresses, addressKey(address), now)?.lockedUntil ?? 0,
       this.#live(this.#users, _userKey(user), now)?.lockedUntil ?? 0,
     );
     return until > now ? { allowed: false, retryAfterMs: until - now } : { allowed: true };
@@ -108,7 +108,7 @@ export class LoginThrottle implements LoginGate {
   delayFor(address: string, user: string): number {
     const now = this.options.now();
     const failures = Math.max(
-      this.#live(this.#addresses, _addressKey(address), now)?.failures ?? 0,
+      this.#live(this.#addresses, addressKey(address), now)?.failures ?? 0,
       this.#live(this.#users, _userKey(user), now)?.failures ?? 0,
     );
     return failureDelay(failures, this.options);
@@ -124,7 +124,7 @@ export class LoginThrottle implements LoginGate {
   failure(address: string, user: string): void {
     const now = this.options.now();
     const { addressLimit, addressLockMs, userLimit, userLockMs } = this.options;
-    this.#record(this.#addresses, _addressKey(address), now, addressLimit, addressLockMs);
+    this.#record(this.#addresses, addressKey(address), now, addressLimit, addressLockMs);
     this.#record(this.#users, _userKey(user), now, userLimit, userLockMs);
   }
 
@@ -171,8 +171,8 @@ function _userKey(user: string): string {
   return String(user).toLowerCase();
 }
 
-/** `::ffff:192.0.2.1` and `192.0.2.1` are the same client. */
-function _addressKey(address: string): string {
+/** The key a client address is counted under: `::ffff:192.0.2.1` and `192.0.2.1` are the same client. */
+export function addressKey(address: string): string {
   const text = String(address);
   return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(text) ? text.slice(7) : text;
 }

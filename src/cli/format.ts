@@ -1,6 +1,7 @@
 import { formatBytes } from '../core/size.ts';
 
 export { formatBytes };
+export { formatTime } from '../core/time.ts';
 
 export function formatRate(bytes: number, ms: number): string {
   return `${formatBytes(Math.round((bytes * 1000) / Math.max(ms, 1)))}/s`;
@@ -10,12 +11,6 @@ export function formatSeconds(ms: number): string {
   return `${(ms / 1000).toFixed(ms < 10_000 ? 3 : 1)}s`;
 }
 
-/** Local time as `2026-11-24 07:01:02`. */
-export function formatTime(ms: number): string {
-  const d = new Date(ms);
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
-}
 
 /**
  * Splits a command line into words; single and double quotes group words with spaces, a backslash

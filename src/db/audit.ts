@@ -6,6 +6,7 @@
  */
 import { asAuditEvent, auditTime, type AuditEvent, type AuditEventInput, type AuditReadFilter, type AuditStore } from '../audit/mod.ts';
 import type { Database } from './pool.ts';
+import { dbText } from './text.ts';
 
 const _DEFAULT_LIMIT = 1000;
 
@@ -29,7 +30,7 @@ export class DbAuditLog implements AuditStore {
     if (this.#closed) return Promise.reject(new Error('Cannot append to the audit log: it is closed'));
     const { time, ...rest } = event;
     const full = { time: time ?? auditTime(), ...rest };
-    const row: [string, string, string] = [full.time, _clean(full.user), JSON.stringify(full)];
+    const row: [string, string, string] = [full.time, dbText(full.user), JSON.stringify(full)];
     let batch = this.#batch;
     if (batch === null) {
       const rows: Array<[string, string, string]> = [];
@@ -56,7 +57,7 @@ export class DbAuditLog implements AuditStore {
         ? await this.db.query<{ line: string }>('SELECT line FROM (SELECT at, id, line FROM audit_events ORDER BY at DESC, id DESC LIMIT $1) t ORDER BY at, id', [limit])
         : await this.db.query<{ line: string }>(
             'SELECT line FROM (SELECT at, id, line FROM audit_events WHERE username = $1 ORDER BY at DESC, id DESC LIMIT $2) t ORDER BY at, id',
-            [_clean(filter.user), limit],
+            [dbText(filter.user), limit],
           );
     const events: AuditEvent[] = [];
     for (const { line } of rows) {
@@ -80,11 +81,11 @@ export class DbAuditLog implements AuditStore {
       let name = `audit-${stamp}`;
       for (let n = 2; (await q.query('SELECT 1 FROM audit_archives WHERE name = $1', [name])).length > 0; n++) name = `audit-${stamp}-${n}`;
       const [count] = await q.query<{ n: number }>('SELECT count(*)::float8 AS n FROM audit_events');
-      await q.query('INSERT INTO audit_archives (name, cleared_by, address, events) VALUES ($1, $2, $3, $4)', [name, _clean(by), _clean(address), count?.n ?? 0]);
+      await q.query('INSERT INTO audit_archives (name, cleared_by, address, events) VALUES ($1, $2, $3, $4)', [name, dbText(by), dbText(address), count?.n ?? 0]);
       await q.query('INSERT INTO audit_archived (archive, id, at, username, line) SELECT $1, id, at, username, line FROM audit_events', [name]);
       await q.query('DELETE FROM audit_events');
       const entry: AuditEvent = { time: auditTime(), event: 'log_clear', user: by, address, result: 'ok', detail: name };
-      await q.query('INSERT INTO audit_events (at, username, line) VALUES ($1, $2, $3)', [entry.time, _clean(by), JSON.stringify(entry)]);
+      await q.query('INSERT INTO audit_events (at, username, line) VALUES ($1, $2, $3)', [entry.time, dbText(by), JSON.stringify(entry)]);
       return name;
     });
   }
@@ -93,9 +94,4 @@ export class DbAuditLog implements AuditStore {
     this.#closed = true;
     await this.#writing;
   }
-}
-
-/** Text as the database can hold it (no NUL). */
-function _clean(text: string): string {
-  return String(text).replace(/\0/g, '\uFFFD');
 }

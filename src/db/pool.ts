@@ -145,7 +145,7 @@ export class Database implements Querier {
   async transaction<T>(work: (q: Querier) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const client = await this.#checkout();
-      const q: Querier = { query: async (sql, params = []) => (await client.query(sql, params as unknown[])).rows };
+      const q = _querier(client);
       let broken: unknown = undefined;
       try {
         await client.query('BEGIN');
@@ -174,7 +174,7 @@ export class Database implements Querier {
     const client = await this.#checkout();
     let broken = false;
     try {
-      return await work({ query: async (sql, params = []) => (await client.query(sql, params as unknown[])).rows });
+      return await work(_querier(client));
     } catch (err) {
       broken = isDatabaseGone(err);
       throw this.#mapped(err);
@@ -228,6 +228,11 @@ export class Database implements Querier {
     this.#down = false;
     this.#warn(`database ${this.where} reachable again`);
   }
+}
+
+/** One client as a Querier (inside a transaction, or a connection held for a while). */
+function _querier(client: pg.PoolClient): Querier {
+  return { query: async (sql, params = []) => (await client.query(sql, params as unknown[])).rows };
 }
 
 function _reason(err: unknown): string {

@@ -45,15 +45,19 @@ export class DbTransferSlots {
     for (const [user, n] of counts) if (this.#written.get(user) !== n) changed.push([user, n]);
     for (const user of this.#written.keys()) if (!counts.has(user)) changed.push([user, 0]);
     if (changed.length === 0) return;
-    await this.db.query(
-      `INSERT INTO transfer_slots (server_id, username, in_flight) SELECT $1, u, n FROM unnest($2::text[], $3::int[]) AS t(u, n)
-       ON CONFLICT (server_id, username) DO UPDATE SET in_flight = excluded.in_flight`,
-      [this.serverId, changed.map((c) => c[0]), changed.map((c) => c[1])],
-    );
+    const counted = changed.filter(([, n]) => n > 0);
+    const ended = changed.filter(([, n]) => n === 0).map(([user]) => user);
+    if (counted.length > 0) {
+      await this.db.query(
+        `INSERT INTO transfer_slots (server_id, username, in_flight) SELECT $1, u, n FROM unnest($2::text[], $3::int[]) AS t(u, n)
+         ON CONFLICT (server_id, username) DO UPDATE SET in_flight = excluded.in_flight`,
+        [this.serverId, counted.map((c) => c[0]), counted.map((c) => c[1])],
+      );
+    }
+    if (ended.length > 0) await this.db.query('DELETE FROM transfer_slots WHERE server_id = $1 AND username = ANY($2::text[])', [this.serverId, ended]);
     for (const [user, n] of changed) {
       if (n === 0) this.#written.delete(user);
       else this.#written.set(user, n);
     }
-    await this.db.query('DELETE FROM transfer_slots WHERE server_id = $1 AND in_flight = 0', [this.serverId]);
   }
 }

@@ -3,18 +3,13 @@
  * (limits, lock-out times, decay, doubling delay), counted in the database with its clock, so a password guesser
  * cannot multiply its rate by the number of servers. Each check or failure is one statement.
  */
-import { failureDelay, THROTTLE_DEFAULTS, type LoginGate, type RateGate, type ThrottleOptions, type ThrottleVerdict } from '../auth/mod.ts';
+import { addressKey, failureDelay, THROTTLE_DEFAULTS, type LoginGate, type RateGate, type ThrottleOptions, type ThrottleVerdict } from '../auth/mod.ts';
 import type { Database } from './pool.ts';
+import { dbText } from './text.ts';
 
-/** `::ffff:192.0.2.1` and `192.0.2.1` are the same client (as in auth/throttle.ts). */
-function _addressKey(address: string): string {
-  const text = String(address);
-  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(text) ? text.slice(7) : text;
-}
-
-/** Keys as the database can hold them (text cannot hold NUL) and bounded. */
-function _clean(text: string): string {
-  return text.replace(/\0/g, '\uFFFD').slice(0, 128);
+/** A throttle key as the database holds it: the same key as in memory (auth/throttle.ts), bounded. */
+function _key(text: string): string {
+  return dbText(text, 128);
 }
 
 const _FAIL = `
@@ -50,7 +45,7 @@ export class DbLoginGate implements LoginGate {
     const [row] = await this.db.query<{ wait: number | null }>(
       `SELECT ceil(extract(epoch FROM max(locked_until) - now()) * 1000)::float8 AS wait FROM login_failures
         WHERE ((kind = 'a' AND key = $1) OR (kind = 'u' AND key = $2)) AND locked_until > now()`,
-      [_clean(_addressKey(address)), _clean(String(user).toLowerCase())],
+      [_key(addressKey(address)), _key(String(user).toLowerCase())],
     );
     const wait = row?.wait ?? null;
     return wait !== null && wait > 0 ? { allowed: false, retryAfterMs: wait } : { allowed: true };
@@ -59,15 +54,15 @@ export class DbLoginGate implements LoginGate {
   async fail(address: string, user: string): Promise<number> {
     const { addressLimit, addressLockMs, userLimit, userLockMs, decayMs } = this.options;
     const [a, u] = await Promise.all([
-      this.db.query<{ failures: number }>(_FAIL, ['a', _clean(_addressKey(address)), addressLimit, addressLockMs, decayMs]),
-      this.db.query<{ failures: number }>(_FAIL, ['u', _clean(String(user).toLowerCase()), userLimit, userLockMs, decayMs]),
+      this.db.query<{ failures: number }>(_FAIL, ['a', _key(addressKey(address)), addressLimit, addressLockMs, decayMs]),
+      this.db.query<{ failures: number }>(_FAIL, ['u', _key(String(user).toLowerCase()), userLimit, userLockMs, decayMs]),
     ]);
     return failureDelay(Math.max(a[0]?.failures ?? 0, u[0]?.failures ?? 0), this.options);
   }
 
   async success(_address: string, user: string): Promise<void> {
     // The user's count only, as in memory: an address's failures decay with time.
-    await this.db.query(`DELETE FROM login_failures WHERE kind = 'u' AND key = $1`, [_clean(String(user).toLowerCase())]);
+    await this.db.query(`DELETE FROM login_failures WHERE kind = 'u' AND key = $1`, [_key(String(user).toLowerCase())]);
   }
 
   /** Forgets entries that have decayed (the server calls this now and then). */
@@ -89,7 +84,7 @@ export class DbRateGate implements RateGate {
   ) {}
 
   take(key: string): Promise<boolean> {
-    const k = _clean(_addressKey(key));
+    const k = _key(addressKey(key));
     return this.db.transaction(async (q) => {
       await q.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`rate:${this.kind}:${k}`]);
       const [row] = await q.query<{ n: number }>(

@@ -46,10 +46,7 @@ export class DownloadLinks {
 
   mint(target: LinkTarget): { url: string; expiresMs: number } {
     const now = this.now();
-    for (const [token, link] of this.#links) {
-      if (link.expires > now && this.#links.size < MAX_LINKS) break; // the map is in minting order
-      this.#links.delete(token);
-    }
+    _sweep(this.#links, now);
     const token = randomBytes(24).toString('base64url');
     this.#links.set(token, { ...target, expires: now + this.ttlMs });
     const name = target.path.split('/').filter(Boolean).pop() ?? 'download';
@@ -73,10 +70,7 @@ export class DownloadLinks {
   /** An address for an upload's bytes (`put` with `link`), for `host` alone, once, to be used within the time limit. */
   mintUpload(host: string, feed: UploadFeed): string {
     const now = this.now();
-    for (const [token, link] of this.#uploads) {
-      if (link.expires > now && this.#uploads.size < MAX_LINKS) break;
-      this.#uploads.delete(token);
-    }
+    _sweep(this.#uploads, now);
     const token = randomBytes(24).toString('base64url');
     this.#uploads.set(token, { host, feed, expires: now + this.ttlMs });
     return `/ul/${token}`;
@@ -88,5 +82,13 @@ export class DownloadLinks {
     if (!link || link.host !== host) return null;
     this.#uploads.delete(token);
     return link.expires > this.now() ? link.feed : null;
+  }
+}
+
+/** Drops expired links, and the oldest beyond MAX_LINKS, from the front of a map kept in minting order. */
+function _sweep(links: Map<string, { expires: number }>, now: number): void {
+  for (const [token, link] of links) {
+    if (link.expires > now && links.size < MAX_LINKS) break;
+    links.delete(token);
   }
 }

@@ -125,14 +125,9 @@ export class Session implements Conn {
     this.#ingress.enqueue({ kind: 'msg', id, msg: parseClientMessage(body), bytes: body.length });
   }
 
-  /** A piece of an upload's bytes from the client. */
+  /** A piece of an upload's bytes from the client (a DATA frame, or an HTTPS PUT to an upload link). */
   receiveData(id: number, chunk: Buffer): void {
     this.#ingress.enqueue({ kind: 'data', id, chunk, bytes: chunk.length });
-  }
-
-  /** Bytes of upload `id` that came another way than this connection (an HTTPS PUT to an upload link). */
-  feedData(id: number, chunk: Buffer): void {
-    this.receiveData(id, chunk);
   }
 
   readonly #flowListeners = new Set<(paused: boolean) => void>();

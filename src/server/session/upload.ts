@@ -162,7 +162,7 @@ export class Uploads {
       data: (chunk) => {
         const state = this.#active.get(id);
         if (!state || state.committing || state.awaitingFrom || s.stage === 'closed') return false;
-        s.feedData(id, chunk);
+        s.receiveData(id, chunk);
         return true;
       },
       onFlow: (listener) => s.onFlow(listener),

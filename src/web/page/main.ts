@@ -6,6 +6,7 @@
 import { renderEvent } from '../../audit/render.ts';
 import type { AuditEvent } from '../../audit/event.ts';
 import { formatBytes } from '../../core/size.ts';
+import { formatTime } from '../../core/time.ts';
 import { Connection, FerryPageError, type Message } from './conn.ts';
 import { uploadFile, type UploadProgress } from './upload.ts';
 
@@ -56,11 +57,6 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-const two = (n: number) => String(n).padStart(2, '0');
-function formatTime(ms: number): string {
-  const d = new Date(ms);
-  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
-}
 
 function join(folder: string, name: string): string {
   return folder === '' ? name : `${folder}/${name}`;
