@@ -186,9 +186,13 @@ export class WebFront {
     const peer = this.#peerOf(req.socket);
     const token = /^\/ul\/([A-Za-z0-9_-]{32})$/.exec(path)?.[1];
     const feed = token === undefined ? null : this.options.links.takeUpload(token, peer.ip);
+    // The answer goes out first, then the connection closes (destroying the request at once can lose the answer:
+    // seen on Deno); a body still coming is read and dropped meanwhile.
     const refuse = (status: number, text: string) => {
-      if (!res.headersSent) res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end(`${text}\n`);
-      req.destroy();
+      req.resume();
+      if (res.headersSent) return void req.destroy();
+      res.once('finish', () => req.destroy());
+      res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end(`${text}\n`);
     };
     if (feed === null) return refuse(404, 'This upload link was used already, has expired, or is not yours');
     const off = feed.onFlow((paused) => (paused ? req.pause() : req.resume()));
