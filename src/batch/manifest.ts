@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { parseAddress } from '../core/address.ts';
+import { CaFileError, readCaFile } from '../tls/ca.ts';
 import { parseFingerprint } from '../tls/fingerprint.ts';
 import { interpolate } from './interpolate.ts';
 import { Checker, describe, type Position, type Problem } from './manifest-checker.ts';
@@ -84,6 +85,11 @@ export interface Manifest {
   baseDir: string;
   server: { host: string; port: number };
   fingerprint: string | null;
+  /**
+   * The certificate authorities to trust instead of the built-in ones (`ca:`, resolved against the manifest's folder,
+   * else `FERRY_CA`): the file and its PEM certificates, read and checked. Null: the built-in ones.
+   */
+  ca: { file: string; certificates: string[] } | null;
   insecure: boolean;
   user: string;
   password: string;
@@ -101,7 +107,7 @@ export interface Manifest {
  * same names (a test compares them).
  */
 export const FIELDS = {
-  top: ['server', 'fingerprint', 'insecure', 'user', 'password', 'concurrency', 'retries', 'exclude', 'ops'],
+  top: ['server', 'fingerprint', 'ca', 'insecure', 'user', 'password', 'concurrency', 'retries', 'exclude', 'ops'],
   put: ['put', 'to', 'overwrite', 'if_changed', 'exclude', 'sha256'],
   get: ['get', 'to', 'overwrite', 'if_changed', 'exclude', 'sha256'],
   mkdir: ['mkdir'],
@@ -196,6 +202,26 @@ function _parseManifest(text: string, options: ParseOptions): ParseResult {
   const insecureEntry = top.get('insecure');
   const insecure = insecureEntry ? c.boolean(insecureEntry, 'insecure') === true : false;
   if (insecure && fpEntry) c.problem(fpEntry.at, 'fingerprint', 'makes no sense with insecure: true (plain TCP has no certificate)');
+
+  // Read now, like every other mistake of the manifest, so that a bad file is reported before anything is sent.
+  let ca: { file: string; certificates: string[] } | null = null;
+  const caEntry = top.get('ca');
+  const readCa = (file: string, at: Position, source: string) => {
+    try {
+      ca = { file, certificates: readCaFile(file, source) };
+    } catch (err) {
+      if (!(err instanceof CaFileError)) throw err;
+      const whose = source === 'ca' ? '' : `${source} `;
+      c.problem(at, 'ca', `${err.unreadable ? 'cannot read' : 'cannot use'} ${whose}'${file}': ${err.reason}`);
+    }
+  };
+  if (caEntry) {
+    const s = c.string(caEntry, 'ca', { nonEmpty: true });
+    if (insecure) c.problem(caEntry.at, 'ca', 'makes no sense with insecure: true (plain TCP has no certificate)');
+    else if (s !== null) readCa(isAbsolute(s) ? s : resolve(options.baseDir, s), caEntry.at, 'ca');
+  } else if (options.env['FERRY_CA'] && !insecure) {
+    readCa(options.env['FERRY_CA'], rootAt, 'FERRY_CA');
+  }
   if (insecure && insecureEntry) c.warn(insecureEntry.at, 'insecure', 'plain TCP: the password and the files cross the network unencrypted');
 
   const userEntry = need('user');
@@ -248,6 +274,7 @@ function _parseManifest(text: string, options: ParseOptions): ParseResult {
       baseDir: options.baseDir,
       server,
       fingerprint,
+      ca,
       insecure,
       user,
       password,

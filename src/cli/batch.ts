@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import process from 'node:process';
-import { connect, type FerryClient } from '../client/mod.ts';
-import { KnownHosts } from '../client/known-hosts.ts';
+import { connect, probeIdentity, trustNotice, type FerryClient } from '../client/mod.ts';
+import { KnownHosts, type KnownHost } from '../client/known-hosts.ts';
 import { Journal } from '../batch/journal.ts';
 import { formatProblem, MAX_CONCURRENCY, parseManifest, type Problem } from '../batch/manifest.ts';
 import { jsonReporter, plainReporter, terminalReporter, type Reporter } from '../batch/report.ts';
@@ -78,25 +78,35 @@ export async function runBatchCommand(positional: string | undefined, options: B
   }
   const manifest = parsed.manifest;
 
-  // Never prompt: a server that is neither pinned nor already known is a manifest problem.
+  // Never prompt: a server that is neither pinned nor already known, nor verified by a certificate authority, is a
+  // manifest problem.
   const knownHosts = new KnownHosts();
+  const ca = manifest.ca ? { ca: manifest.ca.certificates } : {};
   if (!manifest.fingerprint && !manifest.insecure) {
     const { host, port } = manifest.server;
-    let known: string | null = null;
+    let known: KnownHost | null = null;
     try {
       known = await knownHosts.lookup(host, port);
     } catch (e) {
       err(`warning: cannot read ${knownHosts.file}: ${(e as Error).message}\n`);
     }
     if (!known) {
-      return invalid([
-        {
-          file,
-          ...manifest.serverAt,
-          field: 'fingerprint',
-          message: `is required: ${host}:${port} is not in ${knownHosts.file}; ask its operator for the fingerprint that \`ferry serve\` prints and add fingerprint: SHA256:...`,
-        },
-      ]);
+      // Only a look at the certificate (nothing of the protocol is sent). A server that cannot be reached is left to
+      // the connection below, which reports it (exit 3).
+      const presented = await probeIdentity({ host, port, ...ca }).catch(() => null);
+      if (presented && !presented.ca.valid) {
+        return invalid([
+          {
+            file,
+            ...manifest.serverAt,
+            field: 'fingerprint',
+            message:
+              `is required: ${host}:${port} is not in ${knownHosts.file}, and no certificate authority verifies its certificate: ` +
+              `${presented.ca.reason}; ask its operator for the fingerprint that \`ferry serve\` prints and add fingerprint: SHA256:..., ` +
+              `or give the server a certificate from a CA (ferry serve --cert; ca: FILE for a private CA)`,
+          },
+        ]);
+      }
     }
   }
 
@@ -133,7 +143,10 @@ export async function runBatchCommand(positional: string | undefined, options: B
       encodings: clientEncodings(),
       ...(manifest.insecure ? { insecure: true } : {}),
       ...(manifest.fingerprint ? { fingerprint: manifest.fingerprint } : {}),
+      ...ca,
     });
+    const notice = trustNotice(client.trust);
+    if (notice) err(`${notice}\n`);
     try {
       await client.login(manifest.user, manifest.password);
     } catch (e) {

@@ -4,8 +4,9 @@ import { createInterface } from 'node:readline';
 import pMap from 'p-map';
 import { renderEvent } from '../audit/render.ts';
 import { parseAddress } from '../core/address.ts';
-import { connect, type FerryClient, type HostCheck, type UsageInfo } from '../client/mod.ts';
+import { connect, trustNotice, type FerryClient, type HostCheck, type UsageInfo } from '../client/mod.ts';
 import { FerryError } from '../core/errors.ts';
+import { readCaFile } from '../tls/ca.ts';
 import type { Entry } from '../core/types.ts';
 import { formatBytes, formatRate, formatSeconds, formatTime, splitWords } from './format.ts';
 import { clientEncodings } from './bundled-plugins.ts';
@@ -15,6 +16,8 @@ import { Prompt } from './prompt.ts';
 export interface ConnectCliOptions {
   user?: string;
   fingerprint?: string;
+  /** `--ca FILE`: PEM certificates of the CAs to trust instead of the built-in ones (else FERRY_CA). */
+  ca?: string;
   insecure?: boolean;
   /** Not a terminal: create the account (FERRY_PASSWORD) before running commands. */
   signup?: boolean;
@@ -92,6 +95,8 @@ class Shell {
     private readonly options: ConnectCliOptions,
     private readonly prompt: Prompt | null,
     private readonly out: (line: string) => void,
+    /** The CA certificates of --ca or FERRY_CA, read once; undefined for the built-in ones. */
+    private readonly ca: string[] | undefined = undefined,
   ) {}
 
   get interactive(): boolean {
@@ -106,11 +111,15 @@ class Shell {
       port,
       ...(this.options.insecure ? { insecure: true } : {}),
       ...(this.options.fingerprint ? { fingerprint: this.options.fingerprint } : {}),
+      ...(this.ca ? { ca: this.ca } : {}),
       ...(this.prompt ? { confirmHost: (check: HostCheck) => this.confirmHost(check) } : {}),
       encodings: clientEncodings(),
     });
     this.client = client;
-    const how = client.fingerprint ? `TLS, fingerprint ${client.fingerprint}` : 'PLAIN TCP, NOT ENCRYPTED';
+    const notice = trustNotice(client.trust);
+    if (notice) this.out(notice);
+    const verified = client.verifiedBy ? `, verified by ${client.verifiedBy} for ${host}` : '';
+    const how = client.fingerprint ? `TLS, fingerprint ${client.fingerprint}${verified}` : 'PLAIN TCP, NOT ENCRYPTED';
     this.out(`Connection successful (${how})`);
     if (this.interactive) {
       this.keepalive = setInterval(() => void client.ping().catch(() => {}), 60_000);
@@ -431,8 +440,9 @@ export type { Entry };
 export async function runConnect(target: string | undefined, options: ConnectCliOptions): Promise<void> {
   const interactive = process.stdin.isTTY === true;
   const out = (line: string) => void process.stdout.write(line + '\n');
+  const ca = readCaOption(options);
   if (options.insecure) process.stderr.write('warning: --insecure: plain TCP; passwords and files cross the network unencrypted\n');
-  if (!interactive) return runScripted(target, options, out);
+  if (!interactive) return runScripted(target, options, out, ca);
 
   const prompt = new Prompt();
   try {
@@ -445,7 +455,7 @@ export async function runConnect(target: string | undefined, options: ConnectCli
       if (answer === null) return;
       address = answer.trim();
     }
-    const shell = new Shell(parseAddress(address), options, prompt, out);
+    const shell = new Shell(parseAddress(address), options, prompt, out, ca);
     await shell.open();
     if (!(await shell.authenticateInteractively())) {
       await shell.client?.quit();
@@ -472,9 +482,22 @@ export async function runConnect(target: string | undefined, options: ConnectCli
   }
 }
 
-async function runScripted(target: string | undefined, options: ConnectCliOptions, out: (line: string) => void): Promise<void> {
+/** The CA certificates of `--ca FILE`, else of `FERRY_CA`; undefined when neither is set (the built-in ones). */
+function readCaOption(options: ConnectCliOptions): string[] | undefined {
+  if (options.ca !== undefined) {
+    // The argument parser reads a path of digits as a number: the path is what was typed.
+    const file = typeof options.ca === 'boolean' ? '' : String(options.ca);
+    if (file === '') throw new Error('--ca needs a file: the PEM certificates of the certificate authorities to trust');
+    if (options.insecure) throw new Error('--ca needs TLS: leave out --insecure');
+    return readCaFile(file, '--ca');
+  }
+  const fromEnv = process.env['FERRY_CA'];
+  return fromEnv && !options.insecure ? readCaFile(fromEnv, 'FERRY_CA') : undefined;
+}
+
+async function runScripted(target: string | undefined, options: ConnectCliOptions, out: (line: string) => void, ca: string[] | undefined): Promise<void> {
   if (!target) throw new Error('Not a terminal: give the server address (ferry connect HOST[:PORT])');
-  const shell = new Shell(parseAddress(target), options, null, out);
+  const shell = new Shell(parseAddress(target), options, null, out, ca);
   await shell.open();
   try {
     await shell.authenticateFromEnvironment();

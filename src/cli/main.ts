@@ -36,6 +36,7 @@ export function buildCli() {
     .command('connect [server]', 'Connect to a server: interactive in a terminal, one command per line from stdin otherwise')
     .option('--user <name>', 'User name (needed when not a terminal; the password comes from FERRY_PASSWORD)')
     .option('--fingerprint <fp>', "Pin the server's certificate fingerprint (SHA256:...)")
+    .option('--ca <file>', 'Trust the certificate authorities in this PEM file instead of the built-in ones (or FERRY_CA)')
     .option('--signup', 'Not a terminal: create the account first')
     .option('--insecure', 'Plain TCP without TLS (the server must allow it)')
     .example('ferry connect files.example.org:2121')

@@ -14,6 +14,7 @@ import { getMany, putMany, type BundleGet, type BundleHooks, type BundlePut, typ
 import { downloadFile, type DownloadOptions } from './download.ts';
 import { Mux, remoteError } from './mux.ts';
 import type { TransferLink, TransferResult } from './transfer.ts';
+import type { Trust } from './trust.ts';
 import { uploadFile, type UploadOptions } from './upload.ts';
 
 export type AccountInfo = AccountResult;
@@ -55,6 +56,8 @@ export class FerryClient implements TransferLink {
     readonly port: number,
     readonly fingerprint: string | null,
     private readonly encodings: ClientEncodings | null = null,
+    /** How the server's certificate came to be trusted (trust.ts); null for plain TCP. */
+    readonly trust: Trust | null = null,
   ) {
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
@@ -73,6 +76,11 @@ export class FerryClient implements TransferLink {
     this.mux = new Mux(this.wire, (msg) => this.onConnectionMessage(msg));
     const offered = ['resume', 'too_large', 'unavailable', 'bundle', ...(encodings?.names.map((n) => `encoding:${n}`) ?? [])];
     this.wire.send(0, { t: 'hello', v: PROTOCOL_VERSION, agent: `ferry/${VERSION}`, features: offered });
+  }
+
+  /** The certificate authority (the issuer's name) that verified the server's certificate for `host`, else null. */
+  get verifiedBy(): string | null {
+    return this.trust?.verifiedBy ?? null;
   }
 
   get closed(): boolean {

@@ -54,16 +54,27 @@ export function hostKey(host: string, port: number): string {
 const _FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
 const _KEY = /^(\[[0-9A-Fa-f:.]+\]|[^\s#\[\]:]+):(\d{1,5})$/;
 
-/** One line of the file: the key and fingerprint when it is a host line, null for anything else. */
-function _parseLine(line: string): { key: string; fingerprint: string } | null {
+/** What is remembered about a server: its certificate's fingerprint, and whether a CA vouched for it (`ca`). */
+export interface KnownHost {
+  fingerprint: string;
+  /** The certificate was verified by a certificate authority for this host: the next one must be too. */
+  ca: boolean;
+}
+
+/** The word after the fingerprint on the line of a server verified by a certificate authority. */
+const _CA_MARK = 'ca';
+
+/** One line of the file: the key, fingerprint and CA mark when it is a host line, null for anything else. */
+function _parseLine(line: string): ({ key: string } & KnownHost) | null {
   const t = line.trim();
   if (t === '' || t.startsWith('#')) return null;
-  const [key, fingerprint, ...rest] = t.split(/\s+/);
+  const [key, fingerprint, mark, ...rest] = t.split(/\s+/);
   if (!key || !fingerprint || rest.length > 0 || !_FINGERPRINT.test(fingerprint)) return null;
+  if (mark !== undefined && mark !== _CA_MARK) return null;
   const m = _KEY.exec(key);
   if (!m?.[1] || !m[2]) return null;
   try {
-    return { key: hostKey(m[1], Number(m[2])), fingerprint };
+    return { key: hostKey(m[1], Number(m[2])), fingerprint, ca: mark === _CA_MARK };
   } catch {
     return null;
   }
@@ -71,16 +82,17 @@ function _parseLine(line: string): { key: string; fingerprint: string } | null {
 
 /**
  * The servers this client has trusted, by certificate fingerprint, as ssh keeps host keys: a text file
- * with one `host:port SHA256:...` line per server. Blank lines, `#` comments and lines it cannot read
- * are kept as they are and otherwise ignored. Every change rewrites the file atomically (a temporary
+ * with one `host:port SHA256:...` line per server, and ` ca` after the fingerprint when a certificate
+ * authority verified the certificate for that host (`host:port SHA256:... ca`). Blank lines, `#` comments
+ * and lines it cannot read are kept as they are and otherwise ignored. Every change rewrites the file atomically (a temporary
  * file, then a rename), in a folder of mode 0700, as a file of mode 0600.
  *
  * @example
  * ```ts
  * const known = new KnownHosts();
- * const pinned = await known.lookup('files.example.org', 2121);
- * if (pinned === null) await known.remember('files.example.org', 2121, fingerprint);
- * else if (pinned !== fingerprint) throw new Error('The server identity changed');
+ * const seen = await known.lookup('files.example.org', 2121); // { fingerprint: 'SHA256:...', ca: false } or null
+ * if (seen === null) await known.remember('files.example.org', 2121, fingerprint);
+ * else if (seen.fingerprint !== fingerprint) throw new Error('The server identity changed');
  * ```
  */
 export class KnownHosts {
@@ -91,23 +103,26 @@ export class KnownHosts {
     this.file = file;
   }
 
-  /** The fingerprint remembered for `host:port`, or null. */
-  async lookup(host: string, port: number): Promise<string | null> {
+  /** What is remembered for `host:port` (the fingerprint, and whether a CA verified it), or null. */
+  async lookup(host: string, port: number): Promise<KnownHost | null> {
     const key = hostKey(host, port);
     await this.#tail.catch(() => {});
     for (const line of await this.#lines()) {
       const entry = _parseLine(line);
-      if (entry?.key === key) return entry.fingerprint;
+      if (entry?.key === key) return { fingerprint: entry.fingerprint, ca: entry.ca };
     }
     return null;
   }
 
-  /** Remembers `fingerprint` (`SHA256:...`) for `host:port`, replacing what was remembered for it. */
-  async remember(host: string, port: number, fingerprint: string): Promise<void> {
+  /**
+   * Remembers `fingerprint` (`SHA256:...`) for `host:port`, replacing what was remembered for it; `ca: true` marks
+   * it as verified by a certificate authority.
+   */
+  async remember(host: string, port: number, fingerprint: string, options: { ca?: boolean } = {}): Promise<void> {
     const key = hostKey(host, port);
     if (!_FINGERPRINT.test(fingerprint)) throw new TypeError(`Invalid fingerprint '${fingerprint}': expected SHA256:<base64>`);
     await this.#update((lines) => {
-      const entry = `${key} ${fingerprint}`;
+      const entry = options.ca === true ? `${key} ${fingerprint} ${_CA_MARK}` : `${key} ${fingerprint}`;
       let placed = false;
       const out: string[] = [];
       for (const line of lines) {

@@ -12,10 +12,10 @@
  * await client.quit();
  * ```
  */
-export { connect, type ConnectOptions } from './connection.ts';
+export { connect, probeIdentity, type ConnectOptions } from './connection.ts';
 export { FerryClient, type AccountInfo, type ListResult, type StatResult, type UsageInfo } from './client.ts';
 export { type BundleGet, type BundleHooks, type BundlePut, type BundleResult } from './bundle.ts';
 export { PARTIAL_SUFFIX, type DownloadOptions } from './download.ts';
 export { AUTO_RESUME_BYTES, type UploadOptions } from './upload.ts';
 export { TooLargeForBundle, UnexpectedDigestError, type TransferProgress, type TransferResult } from './transfer.ts';
-export type { HostCheck } from './trust.ts';
+export { trustNotice, type CaVerdict, type HostCheck, type PresentedIdentity, type Trust, type TrustStatus } from './trust.ts';

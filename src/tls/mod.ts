@@ -12,3 +12,4 @@
  */
 export * from './fingerprint.ts';
 export * from './identity.ts';
+export * from './ca.ts';

@@ -71,11 +71,11 @@ known('remember then lookup; unknown hosts and missing files give null', async (
     assert.is(await hosts.lookup('example.org', 2121), null);
     await hosts.remember('example.org', 2121, A);
     await hosts.remember('other.example', 22, B);
-    assert.is(await hosts.lookup('example.org', 2121), A);
-    assert.is(await hosts.lookup('EXAMPLE.org', 2121), A, 'host names are case-insensitive');
-    assert.is(await hosts.lookup('other.example', 22), B);
+    assert.equal(await hosts.lookup('example.org', 2121), { fingerprint: A, ca: false });
+    assert.equal(await hosts.lookup('EXAMPLE.org', 2121), { fingerprint: A, ca: false }, 'host names are case-insensitive');
+    assert.equal(await hosts.lookup('other.example', 22), { fingerprint: B, ca: false });
     assert.is(await hosts.lookup('example.org', 2122), null, 'the port is part of the key');
-    assert.is(await new KnownHosts(file).lookup('other.example', 22), B, 'a fresh reader sees it');
+    assert.equal(await new KnownHosts(file).lookup('other.example', 22), { fingerprint: B, ca: false }, 'a fresh reader sees it');
     assert.equal(await readdir(join(dir, 'cfg')), ['known_hosts'], 'no temporary files left');
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -90,7 +90,7 @@ known('remember replaces the line for the same host:port in place', async () => 
     await hosts.remember('a.example', 1, A);
     await hosts.remember('b.example', 2, B);
     await hosts.remember('a.example', 1, C);
-    assert.is(await hosts.lookup('a.example', 1), C);
+    assert.equal(await hosts.lookup('a.example', 1), { fingerprint: C, ca: false });
     assert.is(await readFile(file, 'utf8'), `a.example:1 ${C}\nb.example:2 ${B}\n`);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -105,9 +105,9 @@ known('IPv6 addresses are stored bracketed and in canonical form', async () => {
     await hosts.remember('::1', 2121, A);
     await hosts.remember('[2001:DB8:0:0:0:0:0:1]', 2121, B);
     assert.is(await readFile(file, 'utf8'), `[::1]:2121 ${A}\n[2001:db8::1]:2121 ${B}\n`);
-    assert.is(await hosts.lookup('[::1]', 2121), A);
-    assert.is(await hosts.lookup('0:0:0:0:0:0:0:1', 2121), A);
-    assert.is(await hosts.lookup('2001:db8::1', 2121), B);
+    assert.equal(await hosts.lookup('[::1]', 2121), { fingerprint: A, ca: false });
+    assert.equal(await hosts.lookup('0:0:0:0:0:0:0:1', 2121), { fingerprint: A, ca: false });
+    assert.equal(await hosts.lookup('2001:db8::1', 2121), { fingerprint: B, ca: false });
     assert.is(hostKey('127.0.0.1', 80), '127.0.0.1:80');
     assert.throws(() => hostKey('a b', 1), /Invalid host/);
     assert.throws(() => hostKey('host:22', 1), /Invalid host/);
@@ -126,7 +126,7 @@ known('forget removes the host and says whether it was there', async () => {
     assert.is(await hosts.forget('a.example', 1), true);
     assert.is(await hosts.forget('a.example', 1), false);
     assert.is(await hosts.lookup('a.example', 1), null);
-    assert.is(await hosts.lookup('b.example', 2), B);
+    assert.equal(await hosts.lookup('b.example', 2), { fingerprint: B, ca: false });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -150,8 +150,8 @@ known('comments, blank lines and malformed lines are tolerated and kept', async 
       ].join('\r\n') + '\r\n',
     );
     const hosts = new KnownHosts(file);
-    assert.is(await hosts.lookup('a.example', 1), A);
-    assert.is(await hosts.lookup('b.example', 2), B);
+    assert.equal(await hosts.lookup('a.example', 1), { fingerprint: A, ca: false });
+    assert.equal(await hosts.lookup('b.example', 2), { fingerprint: B, ca: false });
     assert.is(await hosts.lookup('c.example', 3), null);
     await hosts.remember('a.example', 1, C);
     await hosts.remember('d.example', 4, A);
@@ -175,13 +175,40 @@ known('comments, blank lines and malformed lines are tolerated and kept', async 
   }
 });
 
+known('the ca marker: written as a third field, read back, dropped and added again; two-field lines read as before', async () => {
+  const dir = await tempDir();
+  try {
+    const file = join(dir, 'known_hosts');
+    // Lines as an older version wrote them, a marked one, and third fields that are not the marker (unreadable, kept).
+    await writeFile(file, [`old.example:1 ${A}`, `new.example:2 ${B} ca`, `odd.example:3 ${C} CA`, `more.example:4 ${C} ca extra`].join('\n') + '\n');
+    const hosts = new KnownHosts(file);
+    assert.equal(await hosts.lookup('old.example', 1), { fingerprint: A, ca: false });
+    assert.equal(await hosts.lookup('new.example', 2), { fingerprint: B, ca: true });
+    assert.is(await hosts.lookup('odd.example', 3), null, 'only the lower-case word ca is the marker');
+    assert.is(await hosts.lookup('more.example', 4), null, 'nothing may follow the marker');
+    await hosts.remember('old.example', 1, A, { ca: true });
+    await hosts.remember('new.example', 2, C);
+    await hosts.remember('added.example', 5, B, { ca: true });
+    assert.equal(await hosts.lookup('old.example', 1), { fingerprint: A, ca: true });
+    assert.equal(await hosts.lookup('new.example', 2), { fingerprint: C, ca: false });
+    assert.is(
+      await readFile(file, 'utf8'),
+      [`old.example:1 ${A} ca`, `new.example:2 ${C}`, `odd.example:3 ${C} CA`, `more.example:4 ${C} ca extra`, `added.example:5 ${B} ca`].join('\n') + '\n',
+    );
+    if (isPosix) assert.is((await stat(file)).mode & 0o777, 0o600, 'the rewrite keeps the mode');
+    assert.equal(await readdir(dir), ['known_hosts'], 'no temporary files left');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 known('concurrent remembers from one object are all kept; bad input is refused', async () => {
   const dir = await tempDir();
   try {
     await mkdir(join(dir, 'x'));
     const hosts = new KnownHosts(join(dir, 'x', 'known_hosts'));
     await Promise.all(Array.from({ length: 20 }, (_, i) => hosts.remember(`h${i}.example`, 2121, i % 2 ? A : B)));
-    for (let i = 0; i < 20; i++) assert.is(await hosts.lookup(`h${i}.example`, 2121), i % 2 ? A : B);
+    for (let i = 0; i < 20; i++) assert.equal(await hosts.lookup(`h${i}.example`, 2121), { fingerprint: i % 2 ? A : B, ca: false });
     await hosts.remember('h0.example', 2121, C).then(() => {});
     try {
       await hosts.remember('h1.example', 2121, 'SHA256:nope');
