@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Builds the browser page (src/web/page/: main.ts and what it imports, style.css, index.html, favicon.svg) with
+// Builds the browser page (src/web/page/: main.ts and what it imports, the hashing worker hash-worker.ts, style.css,
+// index.html, favicon.svg) with
 // esbuild into one generated module, src/web/page.gen.ts, that the server imports: so the page is part of every way
 // ferry runs (tsx, the single executable, Deno) and nothing is fetched from elsewhere. Asset names carry a hash of
 // their content (cached for good by browsers); index.html is looked at again each time.
@@ -17,11 +18,17 @@ const OUT = join(ROOT, 'src/web/page.gen.ts');
 export async function buildPage() {
   const esbuild = await import('esbuild');
   const common = { absWorkingDir: ROOT, bundle: true, minify: true, write: false, legalComments: 'none', logLevel: 'silent', target: ['es2022', 'chrome110', 'firefox115', 'safari16'] };
-  const js = await esbuild.build({ ...common, entryPoints: [join(PAGE, 'main.ts')], format: 'esm', platform: 'browser' });
-  if (js.warnings.length) throw new Error(`esbuild warnings in the page:\n${js.warnings.map((w) => `  ${w.location?.file}:${w.location?.line}: ${w.text}`).join('\n')}`);
-  const css = await esbuild.build({ ...common, entryPoints: [join(PAGE, 'style.css')], loader: { '.css': 'css' } });
   const short = (text) => createHash('sha256').update(text).digest('hex').slice(0, 12);
-  const jsText = js.outputFiles[0].text;
+  const script = async (entry, format, define = {}) => {
+    const out = await esbuild.build({ ...common, entryPoints: [join(PAGE, entry)], format, platform: 'browser', define });
+    if (out.warnings.length) throw new Error(`esbuild warnings in the page:\n${out.warnings.map((w) => `  ${w.location?.file}:${w.location?.line}: ${w.text}`).join('\n')}`);
+    return out.outputFiles[0].text;
+  };
+  // The worker first: the page is told its name (which carries a hash of its content).
+  const workerText = await script('hash-worker.ts', 'iife');
+  const workerName = `hash-${short(workerText)}.js`;
+  const jsText = await script('main.ts', 'esm', { HASH_WORKER_URL: JSON.stringify(`/assets/${workerName}`) });
+  const css = await esbuild.build({ ...common, entryPoints: [join(PAGE, 'style.css')], loader: { '.css': 'css' } });
   const cssText = css.outputFiles[0].text;
   const jsName = `app-${short(jsText)}.js`;
   const cssName = `app-${short(cssText)}.css`;
@@ -30,6 +37,7 @@ export async function buildPage() {
     '/index.html': { type: 'text/html; charset=utf-8', text: html },
     [`/assets/${jsName}`]: { type: 'text/javascript; charset=utf-8', text: jsText },
     [`/assets/${cssName}`]: { type: 'text/css; charset=utf-8', text: cssText },
+    [`/assets/${workerName}`]: { type: 'text/javascript; charset=utf-8', text: workerText },
     '/favicon.svg': { type: 'image/svg+xml', text: readFileSync(join(PAGE, 'favicon.svg'), 'utf8') },
   };
   const body = Object.entries(files).map(([path, f]) => `  ${JSON.stringify(path)}: { type: ${JSON.stringify(f.type)}, text: ${JSON.stringify(f.text)} },`).join('\n');

@@ -3,8 +3,8 @@
 // (headless, playwright-core) and the same file with `ferry connect`, to the same `ferry serve`, alternated, each run
 // verified (the server's copy hashed), with the load average at the start of each; and the page's first load (bytes
 // over the wire, time until the log-in form can be used).
-//   node scripts/bench/web.mjs [--size 1024] [--runs 3] [--write]     (MiB; --write updates docs/benchmarks.md)
-// Uses dist/ferry when it exists (npm run build), else the sources through tsx. Needs /usr/bin/chromium.
+//   node scripts/bench/web.mjs [--size 1024] [--runs 3] [--write] [--bin PATH]   (MiB; --write updates docs/benchmarks.md)
+// Uses --bin (another build, for an A/B), else dist/ferry when it exists (npm run build), else the sources through tsx. Needs /usr/bin/chromium.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
@@ -22,7 +22,8 @@ const opt = (name, fallback) => {
 const SIZE_MIB = opt('size', 1024);
 const RUNS = opt('runs', 3);
 const WRITE = args.includes('--write');
-const FERRY = existsSync(join(ROOT, 'dist/ferry')) ? [join(ROOT, 'dist/ferry')] : [process.execPath, '--import', 'tsx', join(ROOT, 'src/main.ts')];
+const BIN = args.includes('--bin') ? resolve(args[args.indexOf('--bin') + 1] ?? '') : null;
+const FERRY = BIN ? [BIN] : existsSync(join(ROOT, 'dist/ferry')) ? [join(ROOT, 'dist/ferry')] : [process.execPath, '--import', 'tsx', join(ROOT, 'src/main.ts')];
 const WORK = join(existsSync('/dev/shm') ? '/dev/shm' : '/tmp', `ferry-bench-web-${process.pid}`);
 const log = (...a) => console.error('[bench:web]', ...a);
 const children = new Set();

@@ -10,6 +10,7 @@ import { parseS3Url } from '../storage/s3/mod.ts';
 import { checkDatabaseUrl, liveServer, migrate, openDatabase, type Database } from '../db/mod.ts';
 import type { PluginDatabase } from '../plugin/mod.ts';
 import { consoleLog, type ServerLog } from '../server/console.ts';
+import { fingerprintToHex } from '../tls/fingerprint.ts';
 import { VERSION } from '../version.ts';
 import { BUNDLED_PLUGINS } from './bundled-plugins.ts';
 import { pluginSpecFromWord, readServeConfig, type ServeConfig } from './config.ts';
@@ -167,6 +168,8 @@ async function serveWith(
     lines.push('WARNING: --insecure: no TLS; passwords and files cross the network in clear');
   }
   if (info.web) lines.push(`page for browsers at https://${info.host === '::' || info.host === '0.0.0.0' ? 'localhost' : formatAddress(info.host, info.port).replace(/:\d+$/, '')}:${info.port}/ (the same port; --no-web turns it off)`);
+  // A browser shows the certificate's SHA-256 in hex: the same fingerprint, in the form to compare there.
+  if (info.web && info.fingerprint) lines.push(`the same fingerprint as a browser shows it (SHA-256): ${fingerprintToHex(info.fingerprint)}`);
   if (info.objectStore) lines.push(`files in ${info.objectStore}`);
   if (info.database) lines.push(`accounts, throttles, audit log and TLS identity shared in ${info.database}`);
   if (info.database && !info.objectStore) lines.push('files on this server\'s own disk: servers sharing the database see them only with --storage s3://... on one store');

@@ -1,4 +1,5 @@
 import type { AuditStore } from '../audit/log.ts';
+import type { AuditEvent } from '../audit/mod.ts';
 import type { LoginGate, RateGate } from '../auth/throttle.ts';
 import type { UserDirectory } from '../auth/types.ts';
 import type { PluginHost } from '../plugin/host.ts';
@@ -30,4 +31,12 @@ export interface ServerContext {
   readonly agent: string;
   /** Features this server offers in the handshake. */
   readonly features: readonly string[];
+}
+
+/** Appends `event` to the audit log, then tells the plugins (once it is written); a failed write is a warning. */
+export function recordAudit(ctx: Pick<ServerContext, 'audit' | 'plugins' | 'log'>, event: AuditEvent): void {
+  ctx.audit
+    .append(event)
+    .then(() => ctx.plugins.notify('audit', event))
+    .catch((err: unknown) => ctx.log.warn(`audit log append failed: ${String(err)}`));
 }

@@ -17,13 +17,13 @@ import type { StorageDriver } from '../storage/storage.ts';
 import { loadCertificateFiles, loadOrCreateIdentity } from '../tls/identity.ts';
 import { VERSION } from '../version.ts';
 import { consoleLog, type ServerLog } from './console.ts';
-import type { ServerContext } from './context.ts';
+import { recordAudit, type ServerContext } from './context.ts';
 import { FreeSpace } from './free-space.ts';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './options.ts';
 import { ProxyAllowList, readProxyHeader, type Peer } from './proxy-protocol.ts';
 import { Session } from './session/session.ts';
 import { TransferSlots } from './session/transfers.ts';
-import { WebFront } from '../web/front.ts';
+import { refuseRaw, WebFront } from '../web/front.ts';
 import { DownloadLinks } from '../web/links.ts';
 import { auditTime, type AuditEvent } from '../audit/mod.ts';
 import { formatAddress } from '../core/address.ts';
@@ -186,7 +186,7 @@ export class FerryServer {
                 ...(outcome.error !== undefined ? { error: outcome.error } : {}),
                 detail: 'by a link from the page',
               };
-              ctx.audit.append(event).then(() => ctx.plugins.notify('audit', event), (err: unknown) => this.log.warn(`audit log append failed: ${String(err)}`));
+              recordAudit(ctx, event);
               this.log.info(`[${formatAddress(peer.ip, peer.port)} ${escapeText(target.user, 64)}] DWLD ${escapeText(target.path, 200)}: ${outcome.error === undefined ? `sent ${outcome.bytes} B by a link` : `stopped after ${outcome.bytes} B (${outcome.error})`}`);
             },
             maxData: this.options.limits.maxData,
@@ -304,7 +304,7 @@ export class FerryServer {
     const count = this.countIn(socket, host);
     if (this.stopping || this.webSockets.size + this.sessions.size >= this.options.maxConnections || count > this.options.maxConnectionsPerAddress) {
       this.log.info(`[${host}] refused: too many connections`);
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 10\r\nContent-Length: 0\r\n\r\n');
+      refuseRaw(socket, 503, { 'Retry-After': '10' });
       return;
     }
     this.webSockets.add(socket);

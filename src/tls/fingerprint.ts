@@ -38,6 +38,19 @@ export function fingerprintFromHex(hexColonString: string): Fingerprint {
 }
 
 /**
+ * The other way: ferry's `SHA256:...` as 32 hex bytes `AB:CD:...`, the form browsers show in their certificate viewer.
+ *
+ * @example
+ * ```ts
+ * fingerprintToHex(fingerprintFromHex('AB:CD:...')); // 'AB:CD:...'
+ * ```
+ */
+export function fingerprintToHex(fingerprint: string): string {
+  if (!_CANONICAL.test(fingerprint)) throw new TypeError(`Cannot read fingerprint '${fingerprint}': expected SHA256:<base64>`);
+  return Buffer.from(fingerprint.slice(7), 'base64').toString('hex').toUpperCase().replace(/(..)(?!$)/g, '$1:');
+}
+
+/**
  * Reads a fingerprint as a person may type it (for `--fingerprint` or a manifest): the `SHA256:` base64
  * form, with or without its `=` padding, or 32 hex bytes with or without colons. Returns the canonical
  * `SHA256:` form; throws a TypeError on anything else.

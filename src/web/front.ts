@@ -56,6 +56,12 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 /** The largest request head (request line and headers) accepted. */
 export const MAX_HEAD_BYTES = 16 * 1024;
 
+/** Ends a connection with a bodiless HTTP refusal written raw: for answers given outside Node's request handling. */
+export function refuseRaw(socket: Duplex, status: number, headers: Readonly<Record<string, string>> = {}): void {
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\n${extra}Content-Length: 0\r\n\r\n`);
+}
+
 /**
  * @example
  * ```ts
@@ -88,7 +94,7 @@ export class WebFront {
     this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       const code = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       if ((socket as { writable?: boolean }).writable) {
-        socket.end(`HTTP/1.1 ${code} ${http.STATUS_CODES[code]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+        refuseRaw(socket, code);
       } else {
         socket.destroy();
       }
@@ -102,6 +108,7 @@ export class WebFront {
   accept(socket: Duplex, peer: { ip: string; port: number }): void {
     this.#peers.set(socket, peer);
     this.#arm(socket);
+    socket.once('close', () => this.#disarm(socket));
     const key = _keyOf(socket);
     if (key !== null) {
       this.#peersByKey.set(key, peer);
@@ -112,7 +119,10 @@ export class WebFront {
 
   readonly #deadlines = new WeakMap<object, NodeJS.Timeout>();
 
-  /** A request head must be complete within the handshake time (at first, and after each response on the connection). */
+  /**
+   * A request head must be complete within the handshake time (at first, and after each response on the connection);
+   * one deadline per connection, cleared when it closes (accept).
+   */
   #arm(socket: Duplex): void {
     clearTimeout(this.#deadlines.get(socket));
     const timer = setTimeout(() => {
@@ -121,7 +131,6 @@ export class WebFront {
     }, this.options.headTimeoutMs);
     timer.unref();
     this.#deadlines.set(socket, timer);
-    socket.once('close', () => clearTimeout(timer));
   }
 
   #disarm(socket: Duplex): void {
@@ -181,6 +190,7 @@ export class WebFront {
    * PUT /ul/<token>: an upload's bytes (`put` with `link`), once, from the address that asked for it. They go into
    * the session's own queue, as DATA frames would, and the request is paused whenever the session is: the session's
    * checks (size, SHA-256 at `end`) apply unchanged. 204 once every byte is handed over; the client then sends `end`.
+   * A body cut short interrupts the upload as a dropped connection would: the part that came is kept for a resume.
    */
   #upload(path: string, req: http.IncomingMessage, res: http.ServerResponse): void {
     const peer = this.#peerOf(req.socket);
@@ -206,8 +216,13 @@ export class WebFront {
       off();
       if (!res.headersSent) res.writeHead(204).end();
     });
-    req.on('close', off);
-    req.on('error', off);
+    // A body cut short (the browser's connection dropped): the upload is interrupted, its part kept for a resume.
+    const closed = () => {
+      off();
+      if (!req.complete) feed.lost();
+    };
+    req.once('close', closed);
+    req.once('error', closed);
   }
 
   /** GET /dl/<token>/<name>: the file of a link, once, to the address that asked for it, streamed. */
@@ -261,7 +276,7 @@ export class WebFront {
     const peer = this.#peerOf(socket);
     const refuse = (status: number, why: string) => {
       this.options.log(`[${peer.ip}:${peer.port}] WebSocket refused: ${why}`);
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      refuseRaw(socket, status);
     };
     if ((req.url ?? '').split('?')[0] !== '/ws') return refuse(404, `no WebSocket at ${escapeText(req.url ?? '', 80)}`);
     // A page from another site must not open a session with the user's browser (cross-site WebSocket hijacking):

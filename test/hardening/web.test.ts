@@ -87,6 +87,25 @@ t('an oversized request head gets 431; a head sent too slowly is cut off within 
   await stillServing();
 });
 
+t('many requests on one kept-alive connection: each answered, nothing piles up on the connection', async () => {
+  const n = 30;
+  const r = await exchange((s) => {
+    // One after another (HTTP/1.1 keep-alive), as a browser reuses a connection: the last one asks to close.
+    let answered = 0;
+    const next = () => s.write(`GET /favicon.svg HTTP/1.1\r\nHost: x\r\n${answered === n - 1 ? 'Connection: close\r\n' : ''}\r\n`);
+    s.on('data', (d: Buffer) => {
+      const before = answered;
+      answered += d.toString('latin1').split('HTTP/1.1 200 OK').length - 1;
+      if (answered > before && answered < n) next();
+    });
+    next();
+  }, 20_000);
+  assert.is(r.text.split('HTTP/1.1 200 OK').length - 1, n, 'every request answered');
+  assert.ok(r.closed);
+  // Each response re-arms the connection's head deadline; a listener per request would trip Node's warning.
+  assert.not.match(server.output(), /MaxListenersExceededWarning/);
+});
+
 t('a WebSocket upgrade from another origin, without one, or to another path is refused', async () => {
   const upgrade = (path: string, origin: string | null) =>
     exchange((s) =>

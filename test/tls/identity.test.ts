@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { fingerprintFromHex, fingerprintOf, loadOrCreateIdentity, parseFingerprint } from '../../src/tls/mod.ts';
+import { fingerprintFromHex, fingerprintOf, fingerprintToHex, loadOrCreateIdentity, parseFingerprint } from '../../src/tls/mod.ts';
 
 const isPosix = process.platform !== 'win32';
 const FP = /^SHA256:[A-Za-z0-9+/]{43}$/;
@@ -192,6 +192,8 @@ fp('fingerprintFromHex and parseFingerprint', () => {
   const hex = Array.from({ length: 32 }, (_, i) => i.toString(16).padStart(2, '0').toUpperCase()).join(':');
   const canonical = 'SHA256:' + Buffer.from(hex.replace(/:/g, ''), 'hex').toString('base64').replace(/=+$/, '');
   assert.is(fingerprintFromHex(hex), canonical);
+  assert.is(fingerprintToHex(canonical), hex, 'back to the hex a browser shows');
+  assert.throws(() => fingerprintToHex('SHA256:short'), /expected SHA256/);
   assert.is(fingerprintFromHex(hex.toLowerCase().replace(/:/g, '')), canonical);
   assert.throws(() => fingerprintFromHex('AB:CD'), /32 hex bytes/);
   assert.is(parseFingerprint(canonical), canonical);

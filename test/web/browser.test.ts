@@ -37,6 +37,8 @@ async function setUp(): Promise<{ server: ServerHandle; browser: BrowserContext;
   // the fingerprint and accepted it would (every connection, downloads too).
   const cert = new X509Certificate(readFileSync(join(server.dataDir, 'identity', 'cert.pem')));
   assert.is(`SHA256:${createHash('sha256').update(cert.raw).digest('base64').replace(/=+$/, '')}`, server.fingerprint, 'the banner names this certificate');
+  const hex = createHash('sha256').update(cert.raw).digest('hex').toUpperCase().replace(/(..)(?!$)/g, '$1:');
+  assert.ok(server.output().includes(`as a browser shows it (SHA-256): ${hex}\n`), 'the banner gives the hex form a browser shows');
   const spki = createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
   browser = await chromium.launchPersistentContext(join(work, 'profile'), {
     executablePath: CHROMIUM,

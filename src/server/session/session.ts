@@ -6,7 +6,7 @@ import { FerryError } from '../../core/errors.ts';
 import { escapeText, word } from '../../core/text.ts';
 import { parseClientMessage } from '../../protocol/messages.ts';
 import { Wire, type ByteStream } from '../../transport/wire.ts';
-import type { ServerContext } from '../context.ts';
+import { recordAudit, type ServerContext } from '../context.ts';
 import { PutBundles } from './putmany.ts';
 import { GetBundles } from './getmany.ts';
 import { Downloads } from './download.ts';
@@ -185,10 +185,7 @@ export class Session implements Conn {
     full.user = capped(full.user, 64);
     if (full.path !== undefined) full.path = capped(full.path, MAX_AUDIT_PATH);
     if (full.to !== undefined) full.to = capped(full.to, MAX_AUDIT_PATH);
-    this.ctx.audit
-      .append(full)
-      .then(() => this.ctx.plugins.notify('audit', full))
-      .catch((err: unknown) => this.ctx.log.warn(`audit log append failed: ${String(err)}`));
+    recordAudit(this.ctx, full);
   }
 
   welcomed(features: readonly string[]): void {

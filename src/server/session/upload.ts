@@ -166,6 +166,7 @@ export class Uploads {
         return true;
       },
       onFlow: (listener) => s.onFlow(listener),
+      lost: () => void this.#linkLost(id),
     });
     s.transport.send(id, { t: 'link', url });
   }
@@ -204,6 +205,24 @@ export class Uploads {
     up.op.failed(new FerryError('cancelled', 'Upload cancelled'));
     this.#s.transport.send(id, { t: 'error', code: 'cancelled', message: 'Upload cancelled' });
     return true;
+  }
+
+  /**
+   * The upload link's request ended before its whole body came (its connection dropped): the upload ends as it would
+   * if the session's own connection had dropped — the part received is kept for a resume — while the session lives
+   * on; `connection_lost` tells the client, which may resume at once.
+   */
+  async #linkLost(id: number): Promise<void> {
+    const up = this.#active.get(id);
+    if (!up || up.committing || !up.link) return;
+    this.#active.delete(id);
+    this.refuse(id);
+    up.decoder?.destroy();
+    const message = 'The upload link’s connection closed before all the bytes came; the part received is kept for a resume';
+    up.op.lost(message);
+    await up.upload.abort(true).catch(() => {});
+    this.#s.transport.send(id, { t: 'error', code: 'connection_lost', message });
+    this.#s.info(`UPLD ${escapeText(up.path, 200)}: connection_lost: the upload link's connection closed at ${up.upload.received} B`);
   }
 
   /** The connection is gone: uploads not committing keep their partial for a resume. Returns how many. */

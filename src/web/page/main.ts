@@ -8,7 +8,7 @@ import type { AuditEvent } from '../../audit/event.ts';
 import { formatBytes } from '../../core/size.ts';
 import { formatTime } from '../../core/time.ts';
 import { Connection, FerryPageError, type Message } from './conn.ts';
-import { uploadFile, type UploadProgress } from './upload.ts';
+import { uploadFile, type UploadProgress, type UploadResult } from './upload.ts';
 
 interface Entry {
   name: string;
@@ -126,7 +126,7 @@ function showLogin(): void {
     h(
       'p',
       { class: 'hint' },
-      'Did your browser warn about this server’s certificate? ferry makes its own. Open the certificate from the address bar and compare its SHA-256 fingerprint with the one `ferry serve` printed (fingerprint SHA256:…, the same value in base64) before you log in.',
+      'Did your browser warn about this server’s certificate? ferry makes its own. Open the certificate from the address bar and compare its SHA-256 fingerprint with the one `ferry serve` printed as a browser shows it (AB:CD:…) before you log in.',
     ),
   );
   app.replaceChildren(h('header', { class: 'bar' }, h('span', { class: 'brand' }, 'ferry'), h('span', { class: 'grow' }), themeButton()), h('main', {}, form, status));
@@ -400,6 +400,21 @@ async function uploadDropped(data: DataTransfer | null, folder: string): Promise
   await uploadAll(files, folder);
 }
 
+/**
+ * `uploadFile`, tried again (up to three times) when only the upload link's connection dropped while the session
+ * lives on: each try resumes from what the server kept.
+ */
+async function uploadResuming(c: Connection, job: Job, options: Parameters<typeof uploadFile>[3]): Promise<UploadResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await uploadFile(c, job.file, job.path, options);
+    } catch (err) {
+      if (attempt >= 3 || c.closed || job.abort.signal.aborted || (err as FerryPageError).code !== 'connection_lost') throw err;
+      job.text.textContent = 'connection lost; resuming…';
+    }
+  }
+}
+
 async function uploadAll(files: Array<{ file: File; path: string }>, folder: string): Promise<void> {
   const c = await connection();
   if (!overall) {
@@ -425,7 +440,7 @@ async function uploadAll(files: Array<{ file: File; path: string }>, folder: str
       const startedAt = performance.now();
       let base = 0;
       try {
-        const result = await uploadFile(c, job.file, job.path, {
+        const result = await uploadResuming(c, job, {
           overwrite: true,
           signal: job.abort.signal,
           onProgress: (p: UploadProgress) => {
@@ -453,6 +468,9 @@ async function uploadAll(files: Array<{ file: File; path: string }>, folder: str
     }
   };
   await Promise.all([worker(), worker(), worker()]);
+  // The connection went meanwhile, or the user logged out: the log-in screen is up and says why and how to go on
+  // (resume by choosing the file again), which stays said; and it is not drawn again under a user who is typing.
+  if (c.closed || !account) return;
   say(`${ok} of ${mine.length} file${mine.length === 1 ? '' : 's'} uploaded`, ok === mine.length ? 'info' : 'error');
   if (current === folder) await showFiles(folder);
 }

@@ -1,18 +1,18 @@
 /**
  * One file from the browser to the server, as the CLI sends it (docs/protocol.md, put): the bytes in DATA frames,
- * then the SHA-256 of the whole file — hashed here as the bytes go, with a streaming SHA-256 (hash-wasm; WebCrypto has
- * none) — so the server's verified commit applies unchanged and nothing becomes visible unless it matches. Files of
+ * then the SHA-256 of the whole file — hashed as the bytes go, with a streaming SHA-256 in a Web Worker (hasher.ts) —
+ * so the server's verified commit applies unchanged and nothing becomes visible unless it matches. Files of
  * 1 MiB or more ask to resume: after a dropped connection or a reload, the same file chosen again continues from
  * what the server holds, once its SHA-256 of that part equals ours (hashed from the file, not trusted).
  */
-import { createSHA256, type IHasher } from 'hash-wasm';
 import { FerryPageError, type Connection, type Message } from './conn.ts';
+import { UploadHasher } from './hasher.ts';
 
 /** The part of a file read and sent at a time (a DATA frame; at most the server's maxData). */
 const CHUNK = 1024 * 1024;
 const RESUME_FROM = 1024 * 1024;
 /** What the page reads at a time to hash a file whose bytes go by a link (fewer, larger reads cost less). */
-const HASH_CHUNK = 4 * 1024 * 1024;
+const HASH_CHUNK = 8 * 1024 * 1024;
 /** Files from this size on send their bytes by an upload link (when the server offers `link`). */
 const LINK_FROM = 256 * 1024;
 
@@ -62,7 +62,7 @@ async function readRange(
   file: Blob,
   start: number,
   end: number,
-  each: (bytes: Uint8Array, at: number) => Promise<void> | void,
+  each: (bytes: Uint8Array<ArrayBuffer>, at: number) => Promise<void> | void,
   cancelled: () => boolean,
   chunk = CHUNK,
 ): Promise<void> {
@@ -77,8 +77,9 @@ async function readRange(
 }
 
 /**
- * Uploads `file` to `path`. `cancel` (an AbortSignal) stops it: the server keeps what it has of a resumable upload
- * for a later try, as when the connection drops.
+ * Uploads `file` to `path`. `signal` (an AbortSignal) cancels it: the server drops what it has of it. A dropped
+ * connection (the session's, or only the upload link's) leaves the server's part for a resume: the same file
+ * uploaded again to the same path goes on from there.
  *
  * @example
  * ```ts
@@ -91,8 +92,21 @@ export async function uploadFile(
   path: string,
   options: { overwrite: boolean; onProgress: (p: UploadProgress) => void; signal?: AbortSignal },
 ): Promise<UploadResult> {
-  const hasher: IHasher = await createSHA256();
-  hasher.init();
+  const hasher = new UploadHasher();
+  try {
+    return await upload(conn, file, path, options, hasher);
+  } finally {
+    hasher.close();
+  }
+}
+
+async function upload(
+  conn: Connection,
+  file: File,
+  path: string,
+  options: { overwrite: boolean; onProgress: (p: UploadProgress) => void; signal?: AbortSignal },
+  hasher: UploadHasher,
+): Promise<UploadResult> {
   const size = file.size;
   const chunk = Math.max(64 * 1024, Math.min(CHUNK, conn.welcome.maxData));
   const resume = size >= RESUME_FROM && conn.welcome.features.includes('resume');
@@ -138,15 +152,10 @@ export async function uploadFile(
       const o = offered as { offset: number; sha256: string } | null;
       if (o && o.offset > 0 && o.offset <= size) {
         options.onProgress({ sent: 0, size, resumedFrom: o.offset, phase: 'hashing' });
-        await readRange(file, 0, o.offset, (b) => void hasher.update(b), cancelled);
+        await readRange(file, 0, o.offset, (b) => hasher.update(b.buffer), cancelled, HASH_CHUNK);
         // The state after our prefix is where the upload goes on from, if the server's prefix is the same.
-        const state = hasher.save();
-        if (hasher.digest('hex') === o.sha256) {
-          from = o.offset;
-          hasher.load(state);
-        } else {
-          hasher.init();
-        }
+        if ((await hasher.digest()) === o.sha256) from = o.offset;
+        else hasher.reset();
       }
       conn.follow(id, { t: 'from', offset: from });
     }
@@ -157,7 +166,7 @@ export async function uploadFile(
       // The browser sends the bytes; meanwhile the page hashes them (the same bytes: the same slice of the file).
       await Promise.all([
         sendByLink(url, file.slice(from), (loaded) => options.onProgress({ sent: from + loaded, size, resumedFrom: from, phase: 'sending' }), options.signal, () => failed),
-        readRange(file, from, size, (b) => void hasher.update(b), cancelled, HASH_CHUNK),
+        readRange(file, from, size, (b) => hasher.update(b.buffer), cancelled, HASH_CHUNK),
       ]);
     } else {
       await readRange(
@@ -165,9 +174,10 @@ export async function uploadFile(
         from,
         size,
         async (bytes, at) => {
-          hasher.update(bytes);
           conn.data(id, bytes);
-          options.onProgress({ sent: at + bytes.length, size, resumedFrom: from, phase: 'sending' });
+          const length = bytes.length;
+          await hasher.update(bytes.buffer); // after the send: the buffer is handed over to the worker
+          options.onProgress({ sent: at + length, size, resumedFrom: from, phase: 'sending' });
           await conn.drained();
         },
         cancelled,
@@ -175,11 +185,16 @@ export async function uploadFile(
       );
     }
     if (failed) throw failed;
-    conn.follow(id, { t: 'end', sha256: hasher.digest('hex') });
+    conn.follow(id, { t: 'end', sha256: await hasher.digest() });
     options.onProgress({ sent: size, size, resumedFrom: from, phase: 'verifying' });
     const result = (await done) as UploadResult;
     return result;
   } catch (err) {
+    if (!failed && byLink && (err as FerryPageError).code === 'connection_lost' && !conn.closed) {
+      // Only the link's connection dropped: the server ends the upload itself and keeps its part for a resume (a
+      // cancel would throw that away), so its answer is awaited first.
+      await Promise.race([done.catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
+    }
     if (!failed) stop();
     throw failed ?? err;
   }

@@ -1,0 +1,57 @@
+/**
+ * Streaming SHA-256 states by id (hash-wasm: WebCrypto has no streaming digest), driven by messages. It runs in a Web
+ * Worker (hash-worker.ts), so the page's thread goes on reading the file while the worker hashes (the two overlap: the
+ * hashing alone is the slowest part of an upload from the page), and in the page itself if no worker can start.
+ */
+import { createSHA256, type IHasher } from 'hash-wasm';
+
+/** What the page asks: `update` carries bytes (transferred, not copied); `peek` is the digest so far, the state kept. */
+export type HashRequest =
+  | { t: 'update'; id: number; bytes: ArrayBuffer }
+  | { t: 'peek'; id: number; seq: number }
+  | { t: 'reset'; id: number }
+  | { t: 'drop'; id: number };
+
+/** What comes back: `done` when an update's bytes are hashed (its buffer returned), `digest` for a peek. */
+export type HashReply = { t: 'done'; id: number } | { t: 'digest'; id: number; seq: number; hex: string } | { t: 'error'; id: number; message: string };
+
+/** Handles requests in order (hash-wasm's module is compiled once and stays hot across files). */
+export class HashCore {
+  readonly #states = new Map<number, IHasher>();
+  #tail: Promise<void> = Promise.resolve();
+
+  constructor(private readonly reply: (r: HashReply) => void) {}
+
+  handle(req: HashRequest): void {
+    this.#tail = this.#tail.then(() => this.#run(req)).catch((err: unknown) => this.reply({ t: 'error', id: req.id, message: String((err as Error)?.message ?? err) }));
+  }
+
+  async #state(id: number): Promise<IHasher> {
+    let h = this.#states.get(id);
+    if (!h) {
+      h = await createSHA256();
+      h.init();
+      this.#states.set(id, h);
+    }
+    return h;
+  }
+
+  async #run(req: HashRequest): Promise<void> {
+    if (req.t === 'drop') {
+      this.#states.delete(req.id);
+      return;
+    }
+    const h = await this.#state(req.id);
+    if (req.t === 'update') {
+      h.update(new Uint8Array(req.bytes));
+      this.reply({ t: 'done', id: req.id });
+    } else if (req.t === 'reset') {
+      h.init();
+    } else {
+      const state = h.save();
+      const hex = h.digest('hex');
+      h.load(state);
+      this.reply({ t: 'digest', id: req.id, seq: req.seq, hex });
+    }
+  }
+}
