@@ -8,6 +8,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import https from 'node:https';
 import { loadavg } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,6 +78,7 @@ function cli(server, input, extra = []) {
 }
 
 async function main() {
+  const idle = loadavg();
   mkdirSync(WORK, { recursive: true });
   const file = join(WORK, 'big.bin');
   log(`making a ${SIZE_MIB} MiB file of random bytes`);
@@ -113,10 +115,22 @@ async function main() {
   await page.getByRole('button', { name: 'Log in', exact: true }).click();
   await page.waitForSelector('text=Total directory size');
 
+  // What the browser alone costs here: the same file PUT by XMLHttpRequest (as the page does) to a bare HTTPS sink in
+  // this process (the server's key, so the same pin), which only counts the bytes — no hashing, nothing stored.
+  const sink = https.createServer({ key: readFileSync(join(server.data, 'identity/key.pem')), cert: readFileSync(join(server.data, 'identity/cert.pem')) }, (req, res) => {
+    if (req.method !== 'PUT') return void res.writeHead(200, { 'Content-Type': 'text/html' }).end('<!doctype html><input type="file" id="f">');
+    let n = 0;
+    req.on('data', (d) => (n += d.length));
+    req.on('end', () => res.writeHead(n === SIZE_MIB * 1024 * 1024 ? 204 : 400).end());
+  });
+  await new Promise((r) => sink.listen(0, '127.0.0.1', r));
+  const bare = await browser.newPage();
+  await bare.goto(`https://127.0.0.1:${sink.address().port}/`);
+
   const rows = [];
   const stored = join(server.data, 'homes/bench/big.bin');
   for (let run = 0; run < RUNS; run++) {
-    for (const how of ['cli', 'page']) {
+    for (const how of ['cli', 'page', 'sink']) {
       rmSync(stored, { force: true });
       const load = loadavg()[0];
       let ms;
@@ -124,6 +138,23 @@ async function main() {
         const r = await cli(server, `PUT ${file} big.bin\n`);
         if (r.code !== 0 || !/sha256 verified/.test(r.out)) throw new Error(`CLI upload failed: ${r.out.slice(-500)}`);
         ms = r.ms;
+      } else if (how === 'sink') {
+        await bare.setInputFiles('#f', file);
+        const r = await bare.evaluate(
+          () =>
+            new Promise((done) => {
+              const x = new XMLHttpRequest();
+              const t = performance.now();
+              x.onloadend = () => done({ status: x.status, ms: performance.now() - t });
+              x.open('PUT', '/sink');
+              x.send(globalThis.document.getElementById('f').files[0]);
+            }),
+        );
+        if (r.status !== 204) throw new Error(`the bare sink got a short body (HTTP ${r.status})`);
+        ms = r.ms;
+        rows.push({ how, ms, load });
+        log(`${how} run ${run + 1}: ${(ms / 1000).toFixed(2)} s (${((SIZE_MIB * 1000) / ms).toFixed(0)} MiB/s), load ${load.toFixed(2)}`);
+        continue;
       } else {
         await page.getByRole('button', { name: 'Refresh' }).click();
         // The status line still says how the last upload ended: clear it, so that the wait below sees this one's.
@@ -146,6 +177,7 @@ async function main() {
   }
   await browser.close();
   browser = null;
+  sink.close();
   server.child.kill('SIGTERM');
 
   const of = (how) => rows.filter((r) => r.how === how);
@@ -157,12 +189,13 @@ async function main() {
   const ratio = median(of('cli').map((r) => r.ms)) / median(of('page').map((r) => r.ms));
   const when = new Date().toISOString().replace(/:\d\d\.\d+Z$/, 'Z');
   const text = [
-    `Measured ${when} by \`node scripts/bench/web.mjs --size ${SIZE_MIB} --runs ${RUNS}\`, ${FERRY[0].endsWith('dist/ferry') ? 'dist/ferry' : 'the sources (tsx)'}, server and browser on the same 2 vCPUs, loopback, files in /dev/shm. A load average above ~1.5 at the start of a run means other work shared the machine: such figures are not headline figures.`,
+    `Measured ${when} by \`node scripts/bench/web.mjs --size ${SIZE_MIB} --runs ${RUNS}\`, ${FERRY[0].endsWith('dist/ferry') ? 'dist/ferry' : 'the sources (tsx)'}, server and browser on the same 2 vCPUs, loopback, files in /dev/shm. Load average before the benchmark started: ${idle.map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min); during it the load rises with the runs themselves, each of which keeps both vCPUs busy for seconds.`,
     '',
     `| upload of ${SIZE_MIB} MiB | runs (alternated) | median s | min–max s | MiB/s (median) | load average at start |`,
     '|---|---|---|---|---|---|',
     line('cli', '`ferry connect` PUT'),
     line('page', 'the page in Chromium (hashing in the page included)'),
+    line('sink', 'for scale: Chromium alone, the same PUT to a bare HTTPS sink (no hashing, nothing stored)'),
     '',
     `The page's rate ÷ the CLI's: ${ratio.toFixed(2)} (the target is at least 0.5).`,
     '',
