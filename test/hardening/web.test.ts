@@ -1,6 +1,7 @@
 // The HTTPS side of `ferry serve` (the page) against hostile clients, over real TLS sockets that choose HTTP by ALPN:
 // malformed requests, oversized and slow heads, a WebSocket upgrade from another origin or to another path, WebSocket
-// frames that lie about their length or exceed the limit, used or foreign links — each answered or closed, the server
+// frames that lie about their length or exceed the limit, requests on a WebSocket without a log-in, used or foreign
+// links — each answered or closed, the server
 // still serving everyone after. And a client that offers no ALPN still gets the protocol.
 import tls from 'node:tls';
 import { suite } from 'uvu';
@@ -184,6 +185,29 @@ t('WebSocket frames that lie about their length or pass the limit close that soc
   // The protocol over the WebSocket still works for a well-behaved client after all that: the preamble comes back.
   const good = await openWs((s) => s.write(wsFrame(2, Buffer.from([0x89, 0x46, 0x52, 0x59, 0x0d, 0x0a, 0x1a, 0x0a]))), 1500);
   assert.match(good.text, /\x89FRY/);
+});
+
+t('a WebSocket without a log-in: every request but LOGIN/SIGNUP refused (auth_required), no link minted', async () => {
+  const msg = (id: number, body: object) => {
+    const json = Buffer.from(JSON.stringify(body));
+    const header = Buffer.alloc(9);
+    header.writeUInt8(1, 0);
+    header.writeUInt32BE(id, 1);
+    header.writeUInt32BE(json.length, 5);
+    return wsFrame(2, Buffer.concat([header, json]));
+  };
+  const r = await openWs((s) => {
+    s.write(wsFrame(2, Buffer.from([0x89, 0x46, 0x52, 0x59, 0x0d, 0x0a, 0x1a, 0x0a])));
+    s.write(msg(0, { t: 'hello', v: 1, agent: 'hardening', features: ['link', 'resume'] }));
+    s.write(msg(1, { t: 'link', path: 'x' }));
+    s.write(msg(2, { t: 'list', path: '' }));
+    s.write(msg(3, { t: 'put', path: 'y', size: 10, link: true }));
+    s.write(msg(4, { t: 'mkdir', path: 'z' }));
+  }, 2000);
+  assert.match(r.text, /"t":"welcome"/);
+  assert.is(r.text.split('"code":"auth_required"').length - 1, 4, r.text.replace(/[^\x20-\x7e]/g, '.').slice(0, 800));
+  assert.not.match(r.text, /\/(dl|ul)\//, 'no link address given out');
+  await stillServing();
 });
 
 t('links: unknown, malformed, and wrong-method requests are refused without touching any file', async () => {
