@@ -1,8 +1,8 @@
 // The HTTPS side of `ferry serve` (the page) against hostile clients, over real TLS sockets that choose HTTP by ALPN:
 // malformed requests, oversized and slow heads, a WebSocket upgrade from another origin or to another path, WebSocket
 // frames that lie about their length or exceed the limit, requests on a WebSocket without a log-in, used or foreign
-// links — each answered or closed, the server
-// still serving everyone after. And a client that offers no ALPN still gets the protocol.
+// links — each answered or closed, the server still serving everyone after. And a client that offers no ALPN still
+// gets the protocol.
 import tls from 'node:tls';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
