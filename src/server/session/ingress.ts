@@ -5,14 +5,14 @@ import type { ClientMessage, ClientMessageOf } from '../../protocol/messages.ts'
 /** What arrived from the client: a control message, or a piece of an upload's bytes. */
 export type Item =
   | { kind: 'msg'; id: number; msg: ClientMessage; bytes: number }
-  | { kind: 'data'; id: number; chunk: Buffer; bytes: number };
+  | { kind: 'data'; id: number; chunk: Buffer; bytes: number; link?: true };
 
 /** Where the ingress hands what it has put in order. */
 export interface IngressSink {
   /** Handles one request or continuation; throws only for a protocol violation (which ends the connection). */
   request(id: number, msg: ClientMessage): Promise<void>;
-  /** An upload's bytes: consecutive frames of one upload, together. */
-  data(id: number, chunks: Buffer[]): Promise<void>;
+  /** An upload's bytes: consecutive frames of one upload, together (`link`: they came by its upload link). */
+  data(id: number, chunks: Buffer[], link: boolean): Promise<void>;
   /** Ends the connection for a protocol violation. */
   fail(err: Error): void;
   pause(): void;
@@ -165,13 +165,13 @@ export class Ingress {
             let batch = item.chunk.length;
             while (batch < WRITE_BATCH) {
               const next = this.#queue[0];
-              if (!next || next.kind !== 'data' || next.id !== item.id) break;
+              if (!next || next.kind !== 'data' || next.id !== item.id || next.link !== item.link) break;
               this.#queue.shift();
               chunks.push(next.chunk);
               batch += next.chunk.length;
               bytes += next.bytes;
             }
-            await this.#sink.data(item.id, chunks);
+            await this.#sink.data(item.id, chunks, item.link === true);
           } else {
             await this.#sink.request(item.id, item.msg);
           }

@@ -51,8 +51,8 @@ export interface SessionScope {
   close(): void;
   /** Reserves one of the user's transfer slots while a transfer is set up (see TransferSlots.reserve). */
   reserveTransfer(): Promise<() => void>;
-  /** A piece of upload `id`'s bytes: from a DATA frame, or by an upload link (HTTPS), into the same queue. */
-  receiveData(id: number, chunk: Buffer): void;
+  /** A piece of upload `id`'s bytes: from a DATA frame, or by an upload link (HTTPS, `link`), into the same queue. */
+  receiveData(id: number, chunk: Buffer, link?: boolean): void;
   /** Told when the session stops taking bytes and takes them again; returns its unsubscribe. */
   onFlow(listener: (paused: boolean) => void): () => void;
 }

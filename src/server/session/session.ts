@@ -75,7 +75,7 @@ export class Session implements Conn {
     this.address = formatAddress(this.host, peer.port);
     this.#ingress = new Ingress({
       request: (id, msg) => dispatch(this, id, msg),
-      data: (id, chunks) => this.#data(id, chunks),
+      data: (id, chunks, link) => this.#data(id, chunks, link),
       fail: (err) => this.transport.fail(err),
       pause: () => this.#flow(true),
       resume: () => this.#flow(false),
@@ -126,8 +126,8 @@ export class Session implements Conn {
   }
 
   /** A piece of an upload's bytes from the client (a DATA frame, or an HTTPS PUT to an upload link). */
-  receiveData(id: number, chunk: Buffer): void {
-    this.#ingress.enqueue({ kind: 'data', id, chunk, bytes: chunk.length });
+  receiveData(id: number, chunk: Buffer, link = false): void {
+    this.#ingress.enqueue({ kind: 'data', id, chunk, bytes: chunk.length, ...(link ? { link: true as const } : {}) });
   }
 
   readonly #flowListeners = new Set<(paused: boolean) => void>();
@@ -148,7 +148,8 @@ export class Session implements Conn {
   }
 
   /** Data frames for request `id`: an upload's bytes, or a bundle's records. */
-  #data(id: number, chunks: Buffer[]): Promise<void> {
+  #data(id: number, chunks: Buffer[], link: boolean): Promise<void> {
+    if (link) return this.uploads.data(id, chunks, true);
     if (this.putBundles.owns(id)) return this.putBundles.data(id, chunks);
     if (this.getBundles.owns(id)) return this.getBundles.data(id, chunks);
     return this.uploads.data(id, chunks);

@@ -162,7 +162,7 @@ export class Uploads {
       data: (chunk) => {
         const state = this.#active.get(id);
         if (!state || state.committing || state.awaitingFrom || s.stage === 'closed') return false;
-        s.receiveData(id, chunk);
+        s.receiveData(id, chunk, true);
         return true;
       },
       onFlow: (listener) => s.onFlow(listener),
@@ -171,10 +171,15 @@ export class Uploads {
     s.transport.send(id, { t: 'link', url });
   }
 
-  /** DATA frames of an upload (a refused one's are dropped). */
-  async data(id: number, chunks: Buffer[]): Promise<void> {
+  /**
+   * DATA frames of an upload (a refused one's are dropped), or bytes from its upload link (`link`): those may still be
+   * queued when the upload ends meanwhile (a cancel or a failure on the session, the request body still coming), and
+   * are then dropped too — they are the browser's, not a protocol violation of the session's client.
+   */
+  async data(id: number, chunks: Buffer[], link = false): Promise<void> {
     if (this.#refused.has(id)) return;
     const state = this.#active.get(id);
+    if (link && (!state || !state.link)) return;
     if (!state || state.awaitingFrom) throw new FerryError('unexpected_message', `Data for request ${id}, which is not an upload in progress`);
     try {
       await (state.decoder ?? state.upload).write(chunks);
