@@ -24,8 +24,13 @@ const LINK_FROM = 256 * 1024;
 function sendByLink(url: string, body: Blob, progress: (loaded: number) => void, signal: AbortSignal | undefined, failed: () => FerryPageError | null): Promise<void> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
+    // Cancelled by the user: the page's `cancel` goes on the session first (uploadFile), and the request is stopped once
+    // the server has answered it (or after 3 s), so the server sees the cancel before the request's connection closing
+    // — which alone would look like a dropped link and keep the part for a resume.
+    let abortedAt = 0;
     const timer = setInterval(() => {
-      if (failed() || signal?.aborted) xhr.abort();
+      if (signal?.aborted && abortedAt === 0) abortedAt = Date.now();
+      if (failed() || (abortedAt > 0 && Date.now() - abortedAt > 3000)) xhr.abort();
     }, 100);
     const finish = (err: FerryPageError | null) => {
       clearInterval(timer);
@@ -141,9 +146,13 @@ async function upload(
     });
   done.catch(() => {});
   const cancelled = () => failed !== null || options.signal?.aborted === true;
+  let stopped = false;
   const stop = () => {
-    if (!conn.closed) conn.follow(id, { t: 'cancel' });
+    if (!conn.closed && !stopped) conn.follow(id, { t: 'cancel' });
+    stopped = true;
   };
+  // The user's cancel reaches the server at once (the bytes by link stop after its answer: sendByLink).
+  options.signal?.addEventListener('abort', () => failed === null && stop(), { once: true });
   let from = 0;
   try {
     if (resume) {
