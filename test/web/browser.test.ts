@@ -129,6 +129,8 @@ testWhen(t, missing, 'sign up, upload files and a folder with progress, a 64 MiB
   }
   assert.is(alerted, false, 'the HTML-like name ran nothing');
   const xss = page.locator('td.name', { hasText: '<img src=x onerror=alert(1)>.txt' });
+  // The list is drawn again after the uploads' summary line: wait for it (a slow list once lost this race on Deno).
+  await xss.first().waitFor({ timeout: 15_000 });
   assert.is(await xss.count(), 1, 'the HTML-like name is shown as text');
   assert.is(await page.locator('td.name img').count(), 0, 'and made no element');
 
