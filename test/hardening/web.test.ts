@@ -6,6 +6,7 @@
 import tls from 'node:tls';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { encodeMessage, PREAMBLE } from '../../src/protocol/frame.ts';
 import { startServer, type ServerHandle } from '../e2e/harness.ts';
 
 const t = suite('the page\'s HTTPS side under attack');
@@ -188,16 +189,9 @@ t('WebSocket frames that lie about their length or pass the limit close that soc
 });
 
 t('a WebSocket without a log-in: every request but LOGIN/SIGNUP refused (auth_required), no link minted', async () => {
-  const msg = (id: number, body: object) => {
-    const json = Buffer.from(JSON.stringify(body));
-    const header = Buffer.alloc(9);
-    header.writeUInt8(1, 0);
-    header.writeUInt32BE(id, 1);
-    header.writeUInt32BE(json.length, 5);
-    return wsFrame(2, Buffer.concat([header, json]));
-  };
+  const msg = (id: number, body: object) => wsFrame(2, encodeMessage(id, body));
   const r = await openWs((s) => {
-    s.write(wsFrame(2, Buffer.from([0x89, 0x46, 0x52, 0x59, 0x0d, 0x0a, 0x1a, 0x0a])));
+    s.write(wsFrame(2, Buffer.from(PREAMBLE)));
     s.write(msg(0, { t: 'hello', v: 1, agent: 'hardening', features: ['link', 'resume'] }));
     s.write(msg(1, { t: 'link', path: 'x' }));
     s.write(msg(2, { t: 'list', path: '' }));

@@ -7,6 +7,7 @@ import https from 'node:https';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket from 'ws';
+import { encodeMessage, PREAMBLE } from '../../src/protocol/frame.ts';
 import { listHome, partialsOf, startServer, type ServerHandle } from '../e2e/harness.ts';
 
 const t = suite('upload links racing a cancel');
@@ -18,7 +19,6 @@ t.after(async () => {
   await server.dispose();
 });
 
-const PREAMBLE = Buffer.from([0x89, 0x46, 0x52, 0x59, 0x0d, 0x0a, 0x1a, 0x0a]);
 const MiB = 1024 * 1024;
 
 /** The protocol over one WebSocket: requests by id, replies and intermediate messages collected by id. */
@@ -29,7 +29,7 @@ async function session(): Promise<{ ws: WebSocket; send(id: number, body: object
   const waiters = new Set<() => void>();
   let closed = false;
   ws.on('message', (data: Buffer) => {
-    if (data.length === 8 && data.equals(PREAMBLE)) return;
+    if (data.length === 8 && data.equals(Buffer.from(PREAMBLE))) return;
     for (let at = 0; at + 9 <= data.length; ) {
       const id = data.readUInt32BE(at + 1);
       const length = data.readUInt32BE(at + 5);
@@ -44,14 +44,7 @@ async function session(): Promise<{ ws: WebSocket; send(id: number, body: object
   });
   ws.on('error', () => {});
   await new Promise<void>((resolve, reject) => (ws.once('open', () => resolve()), ws.once('error', reject)));
-  const send = (id: number, body: object) => {
-    const json = Buffer.from(JSON.stringify(body));
-    const header = Buffer.alloc(9);
-    header.writeUInt8(1, 0);
-    header.writeUInt32BE(id, 1);
-    header.writeUInt32BE(json.length, 5);
-    ws.send(Buffer.concat([header, json]));
-  };
+  const send = (id: number, body: object) => ws.send(encodeMessage(id, body));
   const next = async (id: number, type?: string) => {
     const deadline = Date.now() + 15_000;
     for (;;) {
