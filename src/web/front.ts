@@ -289,6 +289,12 @@ export class WebFront {
     this.#ws.handleUpgrade(req, socket, head, (ws) => {
       const stream = createWebSocketStream(ws, { allowHalfOpen: false });
       stream.on('error', () => {}); // the session reports the end of its connection
+      // ws's stream reports its close only once the socket has finished writing, which a socket the network reset never
+      // does (the session would hold its uploads until the idle time-out): once the WebSocket is closed and what came
+      // on it has been read, the stream is done.
+      stream.on('end', () => {
+        if (ws.readyState === ws.CLOSED) stream.destroy();
+      });
       let idle = setTimeout(() => ws.terminate(), this.options.idleTimeoutMs);
       const touch = () => {
         clearTimeout(idle);

@@ -161,7 +161,11 @@ export async function startServer(options: { dataDir?: string; home?: string; ar
     home,
     process: child,
     output: () => child.output(),
-    waitFor: (pattern, timeoutMs = 10_000) => waitUntil(() => pattern.test(child.output()), timeoutMs, `server output ${pattern}`),
+    // A time-out says what the server did say (its last lines), which is what one needs to see why.
+    waitFor: (pattern, timeoutMs = 10_000) =>
+      waitUntil(() => pattern.test(child.output()), timeoutMs, `server output ${pattern}`).catch((err: Error) => {
+        throw new Error(`${err.message}; the server's last lines:\n${child.output().split('\n').slice(-25).join('\n')}`);
+      }),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

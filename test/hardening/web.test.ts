@@ -3,6 +3,7 @@
 // frames that lie about their length or exceed the limit, requests on a WebSocket without a log-in, used or foreign
 // links — each answered or closed, the server still serving everyone after. And a client that offers no ALPN still
 // gets the protocol.
+import net from 'node:net';
 import tls from 'node:tls';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -215,6 +216,31 @@ t('links: unknown, malformed, and wrong-method requests are refused without touc
     const r = await exchange((s) => s.write(req));
     assert.is(status(r.text), want, req.split('\r\n')[0] + ' → ' + r.text.slice(0, 120));
   }
+  await stillServing();
+});
+
+
+t('a WebSocket whose connection is reset (RST, as a network that drops does) ends its session at once', async () => {
+  // A raw TCP connection under the TLS, so that it can be reset (a TLS socket cannot).
+  const raw = net.connect(server.port, '127.0.0.1');
+  raw.on('error', () => {});
+  const s = tls.connect({ socket: raw, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+  s.on('error', () => {});
+  let seen = '';
+  s.on('data', (d: Buffer) => (seen += d.toString('latin1')));
+  await new Promise<void>((resolve) => s.once('secureConnect', () => resolve()));
+  s.write(
+    `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nOrigin: https://127.0.0.1:${server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+  );
+  s.write(wsFrame(2, Buffer.from(PREAMBLE)));
+  s.write(wsFrame(2, encodeMessage(0, { t: 'hello', v: 1, agent: 'hardening', features: [] })));
+  s.write(wsFrame(2, encodeMessage(1, { t: 'signup', user: 'reset', password: 'password-reset' })));
+  await server.waitFor(/\[#\d+ 127\.0\.0\.1:\d+ reset\] Signed up user: reset/);
+  assert.match(seen, /"t":"welcome"/);
+  raw.resetAndDestroy();
+  // Before: the session waited for a close that the WebSocket's stream never reported (ws's stream wrapper waits for
+  // the socket to finish writing, which a reset socket never does), holding its uploads until the idle time-out.
+  await server.waitFor(/\[#\d+ 127\.0\.0\.1:\d+ reset\] Disconnected/, 5000);
   await stillServing();
 });
 

@@ -70,4 +70,34 @@ t('clear() takes what was queued off the shared count', async () => {
   assert.is(shared.bytes, 0);
 });
 
+
+t("'after' work runs behind what was queued before it (a link's end behind its bytes and an earlier cancel), before what comes later", async () => {
+  const order: string[] = [];
+  let release: () => void = () => {};
+  const blocked = new Promise<void>((resolve) => (release = resolve));
+  const sink: IngressSink = {
+    request: async (id, msg) => void order.push(`${msg.t} ${id}`),
+    data: async (id, chunks, link) => {
+      await blocked;
+      order.push(`data ${id}${link ? ' by link' : ''} ${chunks.length}`);
+    },
+    fail: (err) => assert.unreachable(err.message),
+    pause: () => {},
+    resume: () => {},
+    isReady: () => true,
+    isClosed: () => false,
+  };
+  const ingress = new Ingress(sink, new SharedQueue(1024 * 1024 * 1024));
+  ingress.enqueue({ ...chunk(10), id: 2, link: true });
+  ingress.enqueue({ ...chunk(10), id: 2, link: true });
+  ingress.enqueue({ kind: 'msg', id: 2, msg: { t: 'cancel' }, bytes: 10 });
+  ingress.enqueue({ kind: 'after', id: 2, bytes: 0, run: async () => void order.push('link lost 2') });
+  ingress.enqueue({ kind: 'msg', id: 3, msg: { t: 'list', path: '' }, bytes: 10 });
+  await tick();
+  assert.equal(order, [], 'nothing passes the write in progress');
+  release();
+  await tick();
+  assert.equal(order, ['data 2 by link 1', 'data 2 by link 1', 'cancel 2', 'link lost 2', 'list 3']);
+});
+
 t.run();

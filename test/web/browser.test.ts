@@ -12,6 +12,7 @@ import * as assert from 'uvu/assert';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { childEnv, cleanup, runFerry, startServer, tempDir, type ServerHandle } from '../e2e/harness.ts';
 import { testWhen } from '../skip.ts';
+import { Relay } from './relay.ts';
 
 // What runs in the page (page.evaluate, waitForFunction) sees the DOM; this file is type-checked without its types.
 // (Functions, not strings: the page's Content-Security-Policy refuses to evaluate strings.)
@@ -24,6 +25,7 @@ const missing = () => (existsSync(CHROMIUM) ? null : 'no Chromium: apt-get insta
 const SHOTS = process.env.FERRY_SCREENSHOTS ?? '';
 
 let server: ServerHandle | null = null;
+let relay: Relay | null = null;
 let browser: BrowserContext | null = null;
 let work = '';
 
@@ -54,14 +56,16 @@ async function setUp(): Promise<{ server: ServerHandle; browser: BrowserContext;
 
 t.after(async () => {
   await browser?.close().catch(() => {});
+  await relay?.close();
   await server?.dispose();
   if (work) cleanup(work);
 });
 
-async function open(b: BrowserContext, s: ServerHandle): Promise<Page> {
+/** A new tab on the page, straight from the server or through `via` (a relay to it). */
+async function open(b: BrowserContext, s: ServerHandle, via?: Relay): Promise<Page> {
   const page = await b.newPage();
   page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
-  await page.goto(`https://127.0.0.1:${s.port}/`);
+  await page.goto(`https://127.0.0.1:${via?.port ?? s.port}/`);
   return page;
 }
 
@@ -111,7 +115,9 @@ testWhen(t, missing, 'sign up, upload files and a folder with progress, a 64 MiB
   const big = randomBytes(64 * 1024 * 1024);
   writeFileSync(join(files, 'big.bin'), big);
 
-  const page = await open(b, s);
+  // Through a relay that slows the large upload, so that the reload comes in its middle however fast this machine is.
+  relay = await Relay.start(s.port);
+  const page = await open(b, s, relay);
   let alerted = false;
   page.on('dialog', async (d) => {
     if (d.type() === 'alert') alerted = true;
@@ -135,6 +141,7 @@ testWhen(t, missing, 'sign up, upload files and a folder with progress, a 64 MiB
   assert.is(await page.locator('td.name img').count(), 0, 'and made no element');
 
   // The large file: progress moves, the page is reloaded mid-way, the same file chosen again resumes.
+  relay.rate = 8 * 1024 * 1024; // 8 s for the whole file: the reload at 20% has seconds to spare
   await page.setInputFiles('#pick-files', join(files, 'big.bin'));
   await page.waitForFunction(() => {
     const bars = [...document.querySelectorAll('progress')] as Array<{ value: number; max: number }>;
@@ -145,12 +152,13 @@ testWhen(t, missing, 'sign up, upload files and a folder with progress, a 64 MiB
   assert.match(seen ?? '', /of 64\.0 MiB/, 'progress shows bytes of the total');
   await shot(page, 'uploading');
   await page.reload();
+  relay.rate = Infinity;
   await enter(page, 'alice', 'password-alice', 'Log in');
   await page.setInputFiles('#pick-files', join(files, 'big.bin'));
   await page.waitForSelector('text=1 of 1 file uploaded', { timeout: 120_000 });
   const text = (await page.locator('.job').last().textContent()) ?? '';
   const resumedAt = Number(/resumed at (\d+) bytes/.exec(text)?.[1]);
-  assert.ok(resumedAt > 0 && resumedAt < big.length, `resumed part-way: ${text}`);
+  assert.ok(resumedAt > 0 && resumedAt < big.length, `resumed part-way: ${text}\n--- the server said:\n${s.output().slice(-4000)}`);
   assert.match(text, new RegExp(`sha256 verified ${sha(big).slice(0, 12)}`));
   assert.is(sha(readFileSync(homeFile(s, 'alice', 'big.bin'))), sha(big), 'the whole file, right, on the server');
   await s.waitFor(/UPLD big\.bin: received 67108864 B .*\(resumed at \d+\), sha256 verified/);

@@ -5,7 +5,9 @@ import type { ClientMessage, ClientMessageOf } from '../../protocol/messages.ts'
 /** What arrived from the client: a control message, or a piece of an upload's bytes. */
 export type Item =
   | { kind: 'msg'; id: number; msg: ClientMessage; bytes: number }
-  | { kind: 'data'; id: number; chunk: Buffer; bytes: number; link?: true };
+  | { kind: 'data'; id: number; chunk: Buffer; bytes: number; link?: true }
+  /** Work that must come after what arrived before it (an upload link's connection closing: see Uploads). */
+  | { kind: 'after'; id: number; run: () => Promise<void>; bytes: 0 };
 
 /** Where the ingress hands what it has put in order. */
 export interface IngressSink {
@@ -172,6 +174,8 @@ export class Ingress {
               bytes += next.bytes;
             }
             await this.#sink.data(item.id, chunks, item.link === true);
+          } else if (item.kind === 'after') {
+            await item.run();
           } else {
             await this.#sink.request(item.id, item.msg);
           }
@@ -210,7 +214,7 @@ export class Ingress {
    * straight on.
    */
   async #waitForCommits(item: Item): Promise<void> {
-    if (item.kind === 'data') return;
+    if (item.kind !== 'msg') return;
     const { msg } = item;
     const commits = [...this.#commits.values()];
     if (msg.t === 'end' || msg.t === 'from' || msg.t === 'cancel' || msg.t === 'error') {

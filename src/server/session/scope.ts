@@ -53,6 +53,8 @@ export interface SessionScope {
   reserveTransfer(): Promise<() => void>;
   /** A piece of upload `id`'s bytes: from a DATA frame, or by an upload link (HTTPS, `link`), into the same queue. */
   receiveData(id: number, chunk: Buffer, link?: boolean): void;
+  /** Runs `run` for request `id` after everything the client sent before (in the ingress queue's order). */
+  afterQueued(id: number, run: () => Promise<void>): void;
   /** Told when the session stops taking bytes and takes them again; returns its unsubscribe. */
   onFlow(listener: (paused: boolean) => void): () => void;
 }

@@ -130,6 +130,11 @@ export class Session implements Conn {
     this.#ingress.enqueue({ kind: 'data', id, chunk, bytes: chunk.length, ...(link ? { link: true as const } : {}) });
   }
 
+  /** Runs `run` for request `id` once everything queued before it is done (nothing if the session has closed). */
+  afterQueued(id: number, run: () => Promise<void>): void {
+    this.#ingress.enqueue({ kind: 'after', id, run, bytes: 0 });
+  }
+
   readonly #flowListeners = new Set<(paused: boolean) => void>();
   #paused = false;
 

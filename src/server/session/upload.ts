@@ -166,7 +166,8 @@ export class Uploads {
         return true;
       },
       onFlow: (listener) => s.onFlow(listener),
-      lost: () => void this.#linkLost(id),
+      // In the queue's order: a `cancel` the client sent before the link's connection closed is taken first.
+      lost: () => s.afterQueued(id, () => this.#linkLost(id)),
     });
     s.transport.send(id, { t: 'link', url });
   }
@@ -215,7 +216,8 @@ export class Uploads {
   /**
    * The upload link's request ended before its whole body came (its connection dropped): the upload ends as it would
    * if the session's own connection had dropped — the part received is kept for a resume — while the session lives
-   * on; `connection_lost` tells the client, which may resume at once.
+   * on; `connection_lost` tells the client, which may resume at once. It runs in the session's queue after what came
+   * before it: the link's bytes already queued are written first, and a user's `cancel` that came first wins.
    */
   async #linkLost(id: number): Promise<void> {
     const up = this.#active.get(id);

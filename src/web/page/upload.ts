@@ -38,7 +38,9 @@ function sendByLink(url: string, body: Blob, progress: (loaded: number) => void,
       else resolve();
     };
     xhr.upload.onprogress = (e) => progress(e.loaded);
-    xhr.onload = () => (xhr.status === 204 ? finish(null) : finish(failed() ?? new FerryPageError('internal', `The server refused the bytes (HTTP ${xhr.status}): ${xhr.responseText.trim()}`)));
+    // A refusal (409: the upload ended on the session meanwhile) can come before the session's own answer, which says
+    // why: the caller waits for that (upload).
+    xhr.onload = () => (xhr.status === 204 ? finish(null) : finish(failed() ?? new FerryPageError('link_refused', `The server refused the bytes (HTTP ${xhr.status}): ${xhr.responseText.trim()}`)));
     xhr.onerror = () => finish(failed() ?? new FerryPageError('connection_lost', 'The upload connection was lost'));
     xhr.onabort = () => finish(failed() ?? new FerryPageError('cancelled', 'Cancelled'));
     xhr.open('PUT', url);
@@ -106,6 +108,26 @@ export async function uploadFile(
 }
 
 async function upload(
+  conn: Connection,
+  file: File,
+  path: string,
+  options: { overwrite: boolean; onProgress: (p: UploadProgress) => void; signal?: AbortSignal },
+  hasher: UploadHasher,
+): Promise<UploadResult> {
+  // Progress stops once the upload has ended: the link's request may report for a moment more (it is stopped after
+  // the server's answer), and must not draw over the ending the page shows.
+  let over = false;
+  const report = (p: UploadProgress) => {
+    if (!over) options.onProgress(p);
+  };
+  try {
+    return await uploadOnce(conn, file, path, { ...options, onProgress: report }, hasher);
+  } finally {
+    over = true;
+  }
+}
+
+async function uploadOnce(
   conn: Connection,
   file: File,
   path: string,
@@ -199,12 +221,15 @@ async function upload(
     const result = (await done) as UploadResult;
     return result;
   } catch (err) {
-    if (!failed && byLink && (err as FerryPageError).code === 'connection_lost' && !conn.closed) {
+    const code = (err as FerryPageError).code;
+    if (!failed && byLink && (code === 'connection_lost' || code === 'link_refused') && !conn.closed) {
       // Only the link's connection dropped: the server ends the upload itself and keeps its part for a resume (a
-      // cancel would throw that away), so its answer is awaited first.
+      // cancel would throw that away); or the link was refused because the upload ended on the session: either way
+      // the session's answer says what happened, so it is awaited first.
       await Promise.race([done.catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
     }
     if (!failed) stop();
-    throw failed ?? err;
+    // What the server said wins; else a user's cancel is a cancel, whatever the link's request saw meanwhile.
+    throw failed ?? (options.signal?.aborted ? new FerryPageError('cancelled', 'Cancelled') : err);
   }
 }
