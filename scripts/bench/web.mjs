@@ -7,7 +7,7 @@
 // Uses --bin (another build, for an A/B), else dist/ferry when it exists (npm run build), else the sources through tsx. Needs /usr/bin/chromium.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import https from 'node:https';
 import { loadavg } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -43,6 +43,63 @@ const sha256File = (path) =>
     createReadStream(path).on('data', (d) => h.update(d)).on('end', () => res(h.digest('hex'))).on('error', rej);
   });
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+// CPU time (Linux /proc, in seconds) by whom: where an upload's time goes on these two shared vCPUs.
+const TICK = 100; // clock ticks per second (USER_HZ)
+function statOf(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' '); // fields from 3 on
+    return { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / TICK, children: (Number(f[13]) + Number(f[14])) / TICK };
+  } catch {
+    return null;
+  }
+}
+/** The CPU seconds of `root` and every process under it (Chromium's browser, renderers, network and GPU processes). */
+function treeCpu(root, byType = null) {
+  if (!existsSync('/proc/self/stat')) return NaN;
+  const all = new Map();
+  for (const name of readdirSync('/proc')) if (/^\d+$/.test(name)) {
+    const st = statOf(name);
+    if (st) all.set(Number(name), st);
+  }
+  let total = 0;
+  const todo = [root];
+  for (let pid = todo.pop(); pid !== undefined; pid = todo.pop()) {
+    const st = all.get(pid);
+    if (!st) continue;
+    total += st.cpu;
+    if (byType) {
+      let type = 'browser';
+      try {
+        type = /--type=([a-z-]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))?.[1] ?? 'browser';
+      } catch {}
+      byType[type] = (byType[type] ?? 0) + st.cpu;
+    }
+    for (const [child, cst] of all) if (cst.ppid === pid) todo.push(child);
+  }
+  return total;
+}
+/** The Chromium browser process of the profile in `dir`. */
+function chromiumPid(dir) {
+  for (const name of readdirSync('/proc')) if (/^\d+$/.test(name)) {
+    try {
+      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8');
+      if (cmd.includes(`--user-data-dir=${dir}`) && !cmd.includes('--type=')) return Number(name);
+    } catch {}
+  }
+  return null;
+}
+/** CPU seconds so far: the server, the browser, this process (the sink), its finished children (the CLI). */
+function cpuNow(server, chrome) {
+  const self = statOf('self');
+  const types = {};
+  const browser = chrome === null ? NaN : treeCpu(chrome, types);
+  return { server: treeCpu(server.child.pid), browser, bench: self?.cpu ?? NaN, cli: self?.children ?? NaN, ...Object.fromEntries(Object.entries(types).map(([k, v]) => [`chromium ${k}`, v])) };
+}
+const cpuSince = (a, b) => Object.fromEntries(Object.keys(a).map((k) => [k, (b[k] ?? 0) - a[k]]));
+
+const cpuText = (cpu) => Object.entries(cpu).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
 
 async function startServer() {
   const data = join(WORK, 'data');
@@ -129,10 +186,12 @@ async function main() {
 
   const rows = [];
   const stored = join(server.data, 'homes/bench/big.bin');
+  const chrome = chromiumPid(join(WORK, 'profile'));
   for (let run = 0; run < RUNS; run++) {
     for (const how of ['cli', 'page', 'sink']) {
       rmSync(stored, { force: true });
       const load = loadavg()[0];
+      const before = cpuNow(server, chrome);
       let ms;
       if (how === 'cli') {
         const r = await cli(server, `PUT ${file} big.bin\n`);
@@ -152,8 +211,9 @@ async function main() {
         );
         if (r.status !== 204) throw new Error(`the bare sink got a short body (HTTP ${r.status})`);
         ms = r.ms;
-        rows.push({ how, ms, load });
-        log(`${how} run ${run + 1}: ${(ms / 1000).toFixed(2)} s (${((SIZE_MIB * 1000) / ms).toFixed(0)} MiB/s), load ${load.toFixed(2)}`);
+        const cpu = cpuSince(before, cpuNow(server, chrome));
+        rows.push({ how, ms, load, cpu });
+        log(`${how} run ${run + 1}: ${(ms / 1000).toFixed(2)} s (${((SIZE_MIB * 1000) / ms).toFixed(0)} MiB/s), load ${load.toFixed(2)}, CPU s ${cpuText(cpu)}`);
         continue;
       } else {
         await page.getByRole('button', { name: 'Refresh' }).click();
@@ -169,10 +229,11 @@ async function main() {
         const status = await page.textContent('.status');
         if (!/1 of 1 file uploaded/.test(status ?? '')) throw new Error(`page upload failed: ${status}`);
       }
+      const cpu = cpuSince(before, cpuNow(server, chrome));
       const got = await sha256File(stored);
       if (got !== want) throw new Error(`${how}: the stored file's SHA-256 differs`);
-      rows.push({ how, ms, load });
-      log(`${how} run ${run + 1}: ${(ms / 1000).toFixed(2)} s (${((SIZE_MIB * 1000) / ms).toFixed(0)} MiB/s), load ${load.toFixed(2)}, verified`);
+      rows.push({ how, ms, load, cpu });
+      log(`${how} run ${run + 1}: ${(ms / 1000).toFixed(2)} s (${((SIZE_MIB * 1000) / ms).toFixed(0)} MiB/s), load ${load.toFixed(2)}, CPU s ${cpuText(cpu)}, verified`);
     }
   }
   await browser.close();
@@ -187,6 +248,8 @@ async function main() {
     return `| ${label} | ${ms.length} | ${(median(ms) / 1000).toFixed(2)} | ${(Math.min(...ms) / 1000).toFixed(2)}–${(Math.max(...ms) / 1000).toFixed(2)} | ${rate.toFixed(0)} | ${of(how).map((r) => r.load.toFixed(2)).join(', ')} |`;
   };
   const ratio = median(of('cli').map((r) => r.ms)) / median(of('page').map((r) => r.ms));
+  const cpuCell = (how, k) => median(of(how).map((r) => r.cpu[k])).toFixed(2);
+  const cpuLine = (how, label) => `| ${label} | ${cpuCell(how, 'server')} | ${cpuCell(how, 'browser')} | ${cpuCell(how, 'cli')} | ${cpuCell(how, 'bench')} | ${(median(of(how).map((r) => r.cpu.server + r.cpu.browser + r.cpu.cli + r.cpu.bench))).toFixed(2)} | ${(median(of(how).map((r) => r.ms)) / 1000 * 2).toFixed(2)} |`;
   const when = new Date().toISOString().replace(/:\d\d\.\d+Z$/, 'Z');
   const text = [
     `Measured ${when} by \`node scripts/bench/web.mjs --size ${SIZE_MIB} --runs ${RUNS}\`, ${FERRY[0].endsWith('dist/ferry') ? 'dist/ferry' : 'the sources (tsx)'}, server and browser on the same 2 vCPUs, loopback, files in /dev/shm. Load average before the benchmark started: ${idle.map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min); during it the load rises with the runs themselves, each of which keeps both vCPUs busy for seconds.`,
@@ -198,6 +261,14 @@ async function main() {
     line('sink', 'for scale: Chromium alone, the same PUT to a bare HTTPS sink (no hashing, nothing stored)'),
     '',
     `The page's rate ÷ the CLI's: ${ratio.toFixed(2)} (the target is at least 0.5).`,
+    '',
+    'Where the time goes: CPU seconds used during each upload (medians of the runs; Linux /proc, the process and everything under it), against what two vCPUs give in its wall time.',
+    '',
+    '| upload | ferry serve | Chromium (all its processes) | `ferry connect` | bench process (the sink) | total | 2 vCPUs × wall |',
+    '|---|---|---|---|---|---|---|',
+    cpuLine('cli', '`ferry connect` PUT'),
+    cpuLine('page', 'the page'),
+    cpuLine('sink', 'Chromium to the bare sink'),
     '',
     `First load of the page (fresh profile, cache off): ${requests} requests, ${(wire / 1024).toFixed(1)} KiB over the wire (TLS framing not counted), log-in form usable after ${interactiveMs.toFixed(0)} ms.`,
   ].join('\n');
