@@ -56,6 +56,9 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 /** The largest request head (request line and headers) accepted. */
 export const MAX_HEAD_BYTES = 16 * 1024;
 
+/** The bytes of an upload link handed to the session at a time (the protocol's DATA frames carry up to 1 MiB). */
+const LINK_BATCH = 1024 * 1024;
+
 /** Ends a connection with a bodiless HTTP refusal written raw: for answers given outside Node's request handling. */
 export function refuseRaw(socket: Duplex, status: number, headers: Readonly<Record<string, string>> = {}): void {
   const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
@@ -206,20 +209,37 @@ export class WebFront {
     };
     if (feed === null) return refuse(404, 'This upload link was used already, has expired, or is not yours');
     const off = feed.onFlow((paused) => (paused ? req.pause() : req.resume()));
+    // The body comes in pieces of a TLS record or so; handed over one by one, each would be a write of its own. They go
+    // in runs of LINK_BATCH, as the protocol's DATA frames do (the rest at the end, or when the connection drops).
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let gone = false;
+    const flush = (): boolean => {
+      if (gone || pendingBytes === 0) return !gone;
+      const run = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      if (feed.data(run)) return true;
+      gone = true;
+      off();
+      refuse(409, 'The upload is not in progress any more (see the reply on your connection)');
+      return false;
+    };
     req.on('data', (chunk: Buffer) => {
-      if (!feed.data(chunk)) {
-        off();
-        refuse(409, 'The upload is not in progress any more (see the reply on your connection)');
-      }
+      if (gone) return;
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= LINK_BATCH) flush();
     });
     req.on('end', () => {
+      if (!flush()) return;
       off();
       if (!res.headersSent) res.writeHead(204).end();
     });
     // A body cut short (the browser's connection dropped): the upload is interrupted, its part kept for a resume.
     const closed = () => {
       off();
-      if (!req.complete) feed.lost();
+      if (!req.complete && flush()) feed.lost();
     };
     req.once('close', closed);
     req.once('error', closed);
