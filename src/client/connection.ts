@@ -145,7 +145,10 @@ async function openSocket(host: string, port: number, insecure: boolean, timeout
  */
 export async function probeIdentity(options: { host: string; port: number; ca?: string | string[]; timeoutMs?: number }): Promise<PresentedIdentity> {
   const { socket, presented } = await openSocket(options.host, options.port, false, options.timeoutMs ?? 15_000, options.ca);
-  socket.destroy();
+  // Closed gracefully, so that the server sees a finished handshake and a client that left (a reset at once shows in
+  // its log as a failed handshake); the socket goes when the server closes its side, or after a second.
+  socket.end();
+  setTimeout(() => socket.destroy(), 1000).unref();
   return presented as PresentedIdentity;
 }
 

@@ -57,12 +57,18 @@ t('a manifest with three mistakes reports all three with their lines, exits 2 an
   assert.not.ok(existsSync(join(work, 'bad.yaml.journal')));
 });
 
-t('an unknown server without a fingerprint is refused before connecting (never a prompt)', async () => {
+t('an unknown server without a fingerprint, whose certificate no CA verifies, is refused before anything is sent: only its certificate is looked at (never a prompt, never a log-in)', async () => {
   const text = `server: 127.0.0.1:${server.port}\nuser: bob\npassword: \${FERRY_PASSWORD}\nops:\n  - mkdir: x\n`;
   writeFileSync(join(work, 'nofp.yaml'), text);
+  const before = server.output().length;
   const r = await batch(server, ['nofp.yaml'], { cwd: work, password: PASS });
   assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, /^nofp\.yaml:1:9: fingerprint: is required: 127\.0\.0\.1:\d+ is not in /m);
+  await new Promise((res) => setTimeout(res, 300));
+  const seen = server.output().slice(before);
+  assert.match(seen, /Connected/, `the certificate was looked at (a TLS connection): ${seen}`);
+  assert.not.match(seen, /Handshake done|Authentication/, `nothing of the protocol was sent: ${seen}`);
+  assert.not.match(seen, /handshake failed/, `the probe left cleanly: ${seen}`);
 });
 
 t('a wrong password is exit 3 and nothing runs', async () => {
