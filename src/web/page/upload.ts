@@ -90,8 +90,10 @@ async function readRange(file: Blob, start: number, end: number, each: EachChunk
       let filled = 0;
       while (filled < want) {
         const { done, value } = await reader.read(new Uint8Array(buffer, filled, want - filled));
-        if (done || value === undefined) break;
+        // The buffer handed to read() is moved into `value`, done or not: only `value.buffer` is usable after.
+        if (value === undefined) throw new FerryPageError('internal', 'The file could not be read');
         buffer = value.buffer;
+        if (done) break;
         filled += value.byteLength;
       }
       if (filled === 0) throw new FerryPageError('internal', `The file ended at ${at} bytes of ${end}: was it changed while being sent?`);
