@@ -159,11 +159,12 @@ function wsFrame(opcode: number, payload: Buffer, claimedLength = payload.length
   return Buffer.concat([header, mask, masked]);
 }
 
+/** A well-formed WebSocket upgrade to this server, from its own origin. */
+const upgradeRequest = () => `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nOrigin: https://127.0.0.1:${server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+
 function openWs(then: (s: tls.TLSSocket) => void, waitMs = 5000) {
   return exchange((s) => {
-    s.write(
-      `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nOrigin: https://127.0.0.1:${server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
-    );
+    s.write(upgradeRequest());
     s.once('data', () => then(s));
   }, waitMs);
 }
@@ -229,9 +230,7 @@ t('a WebSocket whose connection is reset (RST, as a network that drops does) end
   let seen = '';
   s.on('data', (d: Buffer) => (seen += d.toString('latin1')));
   await new Promise<void>((resolve) => s.once('secureConnect', () => resolve()));
-  s.write(
-    `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nOrigin: https://127.0.0.1:${server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
-  );
+  s.write(upgradeRequest());
   s.write(wsFrame(2, Buffer.from(PREAMBLE)));
   s.write(wsFrame(2, encodeMessage(0, { t: 'hello', v: 1, agent: 'hardening', features: [] })));
   s.write(wsFrame(2, encodeMessage(1, { t: 'signup', user: 'reset', password: 'password-reset' })));

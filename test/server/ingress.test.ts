@@ -6,16 +6,17 @@ import { Ingress, QUEUE_HIGH, QUEUE_LOW, SharedQueue, type IngressSink } from '.
 
 const t = suite('ingress');
 
-/** A session whose uploads' writes wait until `release` is called; counts pauses. */
+/** A session whose uploads' writes wait until `release` is called; counts pauses, and records what it handled in order. */
 function session(shared: SharedQueue) {
   let release: () => void = () => {};
   const blocked = new Promise<void>((resolve) => (release = resolve));
-  const state = { paused: 0, resumed: 0, written: 0 };
+  const state = { paused: 0, resumed: 0, written: 0, order: [] as string[] };
   const sink: IngressSink = {
-    request: async () => {},
-    data: async (_id, chunks) => {
+    request: async (id, msg) => void state.order.push(`${msg.t} ${id}`),
+    data: async (id, chunks, link) => {
       await blocked;
       for (const c of chunks) state.written += c.length;
+      state.order.push(`data ${id}${link ? ' by link' : ''} ${chunks.length}`);
     },
     fail: (err) => assert.unreachable(err.message),
     pause: () => void state.paused++,
@@ -72,32 +73,17 @@ t('clear() takes what was queued off the shared count', async () => {
 
 
 t("'after' work runs behind what was queued before it (a link's end behind its bytes and an earlier cancel), before what comes later", async () => {
-  const order: string[] = [];
-  let release: () => void = () => {};
-  const blocked = new Promise<void>((resolve) => (release = resolve));
-  const sink: IngressSink = {
-    request: async (id, msg) => void order.push(`${msg.t} ${id}`),
-    data: async (id, chunks, link) => {
-      await blocked;
-      order.push(`data ${id}${link ? ' by link' : ''} ${chunks.length}`);
-    },
-    fail: (err) => assert.unreachable(err.message),
-    pause: () => {},
-    resume: () => {},
-    isReady: () => true,
-    isClosed: () => false,
-  };
-  const ingress = new Ingress(sink, new SharedQueue(1024 * 1024 * 1024));
+  const { ingress, state, release } = session(new SharedQueue(1024 * 1024 * 1024));
   ingress.enqueue({ ...chunk(10), id: 2, link: true });
   ingress.enqueue({ ...chunk(10), id: 2, link: true });
   ingress.enqueue({ kind: 'msg', id: 2, msg: { t: 'cancel' }, bytes: 10 });
-  ingress.enqueue({ kind: 'after', id: 2, bytes: 0, run: async () => void order.push('link lost 2') });
+  ingress.enqueue({ kind: 'after', id: 2, bytes: 0, run: async () => void state.order.push('link lost 2') });
   ingress.enqueue({ kind: 'msg', id: 3, msg: { t: 'list', path: '' }, bytes: 10 });
   await tick();
-  assert.equal(order, [], 'nothing passes the write in progress');
+  assert.equal(state.order, [], 'nothing passes the write in progress');
   release();
   await tick();
-  assert.equal(order, ['data 2 by link 1', 'data 2 by link 1', 'cancel 2', 'link lost 2', 'list 3']);
+  assert.equal(state.order, ['data 2 by link 1', 'data 2 by link 1', 'cancel 2', 'link lost 2', 'list 3']);
 });
 
 t.run();

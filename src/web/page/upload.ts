@@ -75,13 +75,12 @@ type EachChunk = (bytes: Uint8Array<ArrayBuffer>, at: number) => Promise<void> |
  */
 async function readRange(file: Blob, start: number, end: number, each: EachChunk, cancelled: () => boolean, chunk = CHUNK): Promise<void> {
   if (start >= end) return;
-  let reader: ReadableStreamBYOBReader | null = null;
+  let reader: ReadableStreamBYOBReader;
   try {
     reader = file.slice(start, end).stream().getReader({ mode: 'byob' });
   } catch {
-    reader = null;
+    return readSlices(file, start, end, each, cancelled, chunk);
   }
-  if (reader === null) return readSlices(file, start, end, each, cancelled, chunk);
   try {
     for (let at = start; at < end; ) {
       if (cancelled()) throw new FerryPageError('cancelled', 'Cancelled');
@@ -134,20 +133,6 @@ export async function uploadFile(
   options: { overwrite: boolean; onProgress: (p: UploadProgress) => void; signal?: AbortSignal },
 ): Promise<UploadResult> {
   const hasher = new UploadHasher();
-  try {
-    return await upload(conn, file, path, options, hasher);
-  } finally {
-    hasher.close();
-  }
-}
-
-async function upload(
-  conn: Connection,
-  file: File,
-  path: string,
-  options: { overwrite: boolean; onProgress: (p: UploadProgress) => void; signal?: AbortSignal },
-  hasher: UploadHasher,
-): Promise<UploadResult> {
   // Progress stops once the upload has ended: the link's request may report for a moment more (it is stopped after
   // the server's answer), and must not draw over the ending the page shows.
   let over = false;
@@ -155,13 +140,14 @@ async function upload(
     if (!over) options.onProgress(p);
   };
   try {
-    return await uploadOnce(conn, file, path, { ...options, onProgress: report }, hasher);
+    return await upload(conn, file, path, { ...options, onProgress: report }, hasher);
   } finally {
     over = true;
+    hasher.close();
   }
 }
 
-async function uploadOnce(
+async function upload(
   conn: Connection,
   file: File,
   path: string,
