@@ -136,11 +136,18 @@ export class FerryServer {
     this.audit = db ? new DbAuditLog(db) : new AuditLog(dataDir);
     const transfers = new TransferSlots(this.options.maxTransfersPerUser, shared?.slots ?? null);
     if (shared && this.presence) {
-      const { throttle, signups, slots } = shared;
+      const { throttle, signups } = shared;
       this.presence.every(() => Promise.all([throttle.prune(), signups.prune()]));
-      // This server's transfer counts, as they fall, reach the other servers within a second.
+      // This server's transfer counts, as they fall, reach the other servers within a second (one round at a time:
+      // a database that is away is reported by the presence beat, not by a pile of waiting rounds).
+      let publishing = false;
       this.upkeep = setInterval(() => {
-        slots.publish(transfers.counts()).catch(() => {}); // a database that is away is reported by the presence beat
+        if (publishing) return;
+        publishing = true;
+        transfers
+          .publish()
+          .catch(() => {})
+          .finally(() => (publishing = false));
       }, 1000);
       this.upkeep.unref();
     }

@@ -1,3 +1,4 @@
+import pLimit, { type LimitFunction } from 'p-limit';
 import { FerryError } from '../../core/errors.ts';
 
 /** A connection's transfers in flight, as the per-user limit counts them. */
@@ -6,52 +7,60 @@ export interface TransferCounter {
 }
 
 /**
- * Where other servers' transfers are counted (src/db/slots.ts, several servers on one database): `claim` takes one
- * more slot for a user who has `local` transfers on this server, or throws `busy`.
+ * Where other servers' transfers are counted (src/db/slots.ts, several servers on one database), by user name in
+ * lower case. TransferSlots calls both in the user's turn (one at a time per user), so what reaches the database
+ * in order is this server's count in order.
  */
 export interface SharedSlots {
+  /** Takes one more slot for a user who has `local` transfers on this server (their count here becomes local + 1), or throws `busy`. */
   claim(user: string, local: number, max: number): Promise<void>;
+  /** Records that the user has `n` transfers on this server now, if that is not what was last recorded. */
+  record(user: string, n: number): Promise<void>;
+  /** The users whose last recorded count is not 0. */
+  recorded(): Iterable<string>;
+}
+
+interface UserEntry {
+  readonly sessions: Set<TransferCounter>;
+  pending: number;
 }
 
 /**
  * The per-user transfer limit across all of a user's connections to this server (and, with `shared`, to every
  * server on the same database): uploads plus downloads in flight, and the ones being set up. One per server (the
- * server context).
+ * server context). User names count case-insensitively, as accounts do.
  */
 export class TransferSlots {
-  readonly #users = new Map<string, { sessions: Set<TransferCounter>; pending: number }>();
+  readonly #users = new Map<string, UserEntry>();
+  /** With `shared`: each user's turn (their claims and recorded counts, one at a time), while one is queued. */
+  readonly #turns = new Map<string, { limit: LimitFunction; queued: number }>();
 
   constructor(
     readonly max: number,
     private readonly shared: SharedSlots | null = null,
   ) {}
 
-  /** Each user's transfers on this server (user names in lower case), for publishing to the shared count. */
+  /** Each user's transfers on this server (user names in lower case). */
   counts(): Map<string, number> {
     const counts = new Map<string, number>();
-    for (const [user, entry] of this.#users) {
-      const n = this.#inFlight(entry);
-      if (n > 0) counts.set(user.toLowerCase(), (counts.get(user.toLowerCase()) ?? 0) + n);
+    for (const [key, entry] of this.#users) {
+      const n = inFlight(entry);
+      if (n > 0) counts.set(key, n);
     }
     return counts;
   }
 
-  #inFlight(entry: { sessions: Set<TransferCounter>; pending: number }): number {
-    let n = entry.pending;
-    for (const s of entry.sessions) n += s.transfersInFlight;
-    return n;
-  }
-
   /** A connection that logged in as `user` counts toward their limit until `leave`. */
   join(user: string, session: TransferCounter): void {
-    this.#entry(user).sessions.add(session);
+    this.#entry(user.toLowerCase()).sessions.add(session);
   }
 
   leave(user: string, session: TransferCounter): void {
-    const entry = this.#users.get(user);
+    const key = user.toLowerCase();
+    const entry = this.#users.get(key);
     if (!entry) return;
     entry.sessions.delete(session);
-    if (entry.sessions.size === 0 && entry.pending === 0) this.#users.delete(user);
+    this.#forgetIdle(key, entry);
   }
 
   /**
@@ -59,31 +68,84 @@ export class TransferSlots {
    * gives the reservation back, once the transfer is counted by its connection (or failed).
    */
   async reserve(user: string): Promise<() => void> {
-    const entry = this.#entry(user);
-    const inFlight = this.#inFlight(entry);
-    if (inFlight >= this.max) throw new FerryError('busy', `You have ${inFlight} transfers in progress (the limit is ${this.max}); try again when one ends`);
-    entry.pending++;
-    if (this.shared !== null) {
-      try {
-        await this.shared.claim(user, inFlight, this.max);
-      } catch (err) {
-        entry.pending--;
-        if (entry.sessions.size === 0 && entry.pending === 0 && this.#users.get(user) === entry) this.#users.delete(user);
-        throw err;
-      }
+    const key = user.toLowerCase();
+    const shared = this.shared;
+    if (shared === null) {
+      this.#check(key);
+      return this.#take(key);
     }
+    return this.#inTurn(key, async () => {
+      await shared.claim(key, this.#check(key), this.max);
+      return this.#take(key);
+    });
+  }
+
+  /**
+   * Records each user's count on this server in the shared count where it changed since last recorded (a claim
+   * records its own rise; this brings the falls). No-op without `shared`.
+   */
+  async publish(): Promise<void> {
+    const shared = this.shared;
+    if (shared === null) return;
+    const users = new Set([...this.counts().keys(), ...shared.recorded()]);
+    await Promise.all(
+      [...users].map((key) =>
+        this.#inTurn(key, () => {
+          const entry = this.#users.get(key);
+          return shared.record(key, entry ? inFlight(entry) : 0);
+        }),
+      ),
+    );
+  }
+
+  /** The user's transfers here, or `busy` when they have no slot left on this server. */
+  #check(key: string): number {
+    const entry = this.#users.get(key);
+    const n = entry ? inFlight(entry) : 0;
+    if (n >= this.max) throw new FerryError('busy', `You have ${n} transfers in progress (the limit is ${this.max}); try again when one ends`);
+    return n;
+  }
+
+  #take(key: string): () => void {
+    const entry = this.#entry(key);
+    entry.pending++;
     let released = false;
     return () => {
       if (released) return;
       released = true;
       entry.pending--;
-      if (entry.sessions.size === 0 && entry.pending === 0 && this.#users.get(user) === entry) this.#users.delete(user);
+      this.#forgetIdle(key, entry);
     };
   }
 
-  #entry(user: string): { sessions: Set<TransferCounter>; pending: number } {
-    let entry = this.#users.get(user);
-    if (!entry) this.#users.set(user, (entry = { sessions: new Set(), pending: 0 }));
+  /**
+   * Runs `task` in the user's turn: after their earlier claims and records, before their later ones. Within it,
+   * no other reservation of theirs is being taken on this server, so the count it writes is the count here.
+   */
+  async #inTurn<T>(key: string, task: () => Promise<T>): Promise<T> {
+    let turn = this.#turns.get(key);
+    if (!turn) this.#turns.set(key, (turn = { limit: pLimit(1), queued: 0 }));
+    turn.queued++;
+    try {
+      return await turn.limit(task);
+    } finally {
+      if (--turn.queued === 0 && this.#turns.get(key) === turn) this.#turns.delete(key);
+    }
+  }
+
+  #entry(key: string): UserEntry {
+    let entry = this.#users.get(key);
+    if (!entry) this.#users.set(key, (entry = { sessions: new Set(), pending: 0 }));
     return entry;
   }
+
+  #forgetIdle(key: string, entry: UserEntry): void {
+    if (entry.sessions.size === 0 && entry.pending === 0 && this.#users.get(key) === entry) this.#users.delete(key);
+  }
+}
+
+function inFlight(entry: UserEntry): number {
+  let n = entry.pending;
+  for (const s of entry.sessions) n += s.transfersInFlight;
+  return n;
 }
