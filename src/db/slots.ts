@@ -41,24 +41,26 @@ export class DbTransferSlots {
     this.#written.set(user, local + 1);
   }
 
-  /** Records that `user` (lower case) has `n` transfers on this server, if that is not what was last written. */
-  async record(user: string, n: number): Promise<void> {
-    if ((this.#written.get(user) ?? 0) === n) return;
-    if (n > 0) {
+  /** Records this server's counts by user (lower case; 0: none left), in one statement each for the rows kept and gone. */
+  async record(counts: ReadonlyMap<string, number>): Promise<void> {
+    const kept = [...counts].filter(([, n]) => n > 0);
+    const gone = [...counts].filter(([, n]) => n <= 0).map(([user]) => user);
+    if (kept.length > 0) {
       await this.db.query(
-        `INSERT INTO transfer_slots (server_id, username, in_flight) VALUES ($1, $2, $3)
-         ON CONFLICT (server_id, username) DO UPDATE SET in_flight = $3`,
-        [this.serverId, user, n],
+        `INSERT INTO transfer_slots (server_id, username, in_flight) SELECT $1, u, n FROM unnest($2::text[], $3::int[]) AS t(u, n)
+         ON CONFLICT (server_id, username) DO UPDATE SET in_flight = excluded.in_flight`,
+        [this.serverId, kept.map(([user]) => user), kept.map(([, n]) => n)],
       );
-      this.#written.set(user, n);
-    } else {
-      await this.db.query('DELETE FROM transfer_slots WHERE server_id = $1 AND username = $2', [this.serverId, user]);
-      this.#written.delete(user);
+      for (const [user, n] of kept) this.#written.set(user, n);
+    }
+    if (gone.length > 0) {
+      await this.db.query('DELETE FROM transfer_slots WHERE server_id = $1 AND username = ANY($2::text[])', [this.serverId, gone]);
+      for (const user of gone) this.#written.delete(user);
     }
   }
 
-  /** The users with a row of this server's (as last written). */
-  recorded(): Iterable<string> {
-    return [...this.#written.keys()];
+  /** What this server last wrote, by user (users with no row left out). */
+  recorded(): ReadonlyMap<string, number> {
+    return this.#written;
   }
 }

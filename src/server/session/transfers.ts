@@ -14,10 +14,10 @@ export interface TransferCounter {
 export interface SharedSlots {
   /** Takes one more slot for a user who has `local` transfers on this server (their count here becomes local + 1), or throws `busy`. */
   claim(user: string, local: number, max: number): Promise<void>;
-  /** Records that the user has `n` transfers on this server now, if that is not what was last recorded. */
-  record(user: string, n: number): Promise<void>;
-  /** The users whose last recorded count is not 0. */
-  recorded(): Iterable<string>;
+  /** Records the users' counts on this server as they are now (0: none left), in one write. */
+  record(counts: ReadonlyMap<string, number>): Promise<void>;
+  /** What was last recorded, by user (users with none left out). */
+  recorded(): ReadonlyMap<string, number>;
 }
 
 interface UserEntry {
@@ -82,26 +82,44 @@ export class TransferSlots {
 
   /**
    * Records each user's count on this server in the shared count where it changed since last recorded (a claim
-   * records its own rise; this brings the falls). No-op without `shared`.
+   * records its own rise; this brings the falls), in one write: every such user's turn is taken first (after their
+   * claims in progress), and their counts as they are then are written. No-op without `shared`.
    */
   async publish(): Promise<void> {
     const shared = this.shared;
     if (shared === null) return;
-    const users = new Set([...this.counts().keys(), ...shared.recorded()]);
-    await Promise.all(
-      [...users].map((key) =>
-        this.#inTurn(key, () => {
-          const entry = this.#users.get(key);
-          return shared.record(key, entry ? inFlight(entry) : 0);
-        }),
-      ),
+    const now = this.counts();
+    const last = shared.recorded();
+    const changed = [...new Set([...now.keys(), ...last.keys()])].filter((key) => (now.get(key) ?? 0) !== (last.get(key) ?? 0));
+    if (changed.length === 0) return;
+    let written: () => void = () => {};
+    const writing = new Promise<void>((resolve) => (written = resolve));
+    let allIn: () => void = () => {};
+    const allTaken = new Promise<void>((resolve) => (allIn = resolve));
+    let waiting = changed.length;
+    const turns = changed.map((key) =>
+      this.#inTurn(key, async () => {
+        if (--waiting === 0) allIn();
+        await writing;
+      }),
     );
+    await allTaken;
+    try {
+      await shared.record(new Map(changed.map((key) => [key, this.#count(key)])));
+    } finally {
+      written();
+      await Promise.all(turns);
+    }
+  }
+
+  #count(key: string): number {
+    const entry = this.#users.get(key);
+    return entry ? inFlight(entry) : 0;
   }
 
   /** The user's transfers here, or `busy` when they have no slot left on this server. */
   #check(key: string): number {
-    const entry = this.#users.get(key);
-    const n = entry ? inFlight(entry) : 0;
+    const n = this.#count(key);
     if (n >= this.max) throw new FerryError('busy', `You have ${n} transfers in progress (the limit is ${this.max}); try again when one ends`);
     return n;
   }
