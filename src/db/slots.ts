@@ -10,6 +10,10 @@ import { FerryError } from '../core/errors.ts';
 import type { Database } from './pool.ts';
 import { liveServer } from './servers.ts';
 
+/** Sets this server's rows for users ($2, lower case) to their counts ($3). */
+const UPSERT = `INSERT INTO transfer_slots (server_id, username, in_flight) SELECT $1, u, n FROM unnest($2::text[], $3::int[]) AS t(u, n)
+  ON CONFLICT (server_id, username) DO UPDATE SET in_flight = excluded.in_flight`;
+
 export class DbTransferSlots {
   /** What this server last wrote per user. */
   readonly #written = new Map<string, number>();
@@ -32,11 +36,7 @@ export class DbTransferSlots {
       );
       const total = (row?.n ?? 0) + local;
       if (total >= max) throw new FerryError('busy', `You have ${total} transfers in progress on all servers (the limit is ${max}); try again when one ends`);
-      await q.query(
-        `INSERT INTO transfer_slots (server_id, username, in_flight) VALUES ($1, $2, $3)
-         ON CONFLICT (server_id, username) DO UPDATE SET in_flight = $3`,
-        [this.serverId, user, local + 1],
-      );
+      await q.query(UPSERT, [this.serverId, [user], [local + 1]]);
     });
     this.#written.set(user, local + 1);
   }
@@ -46,11 +46,7 @@ export class DbTransferSlots {
     const kept = [...counts].filter(([, n]) => n > 0);
     const gone = [...counts].filter(([, n]) => n <= 0).map(([user]) => user);
     if (kept.length > 0) {
-      await this.db.query(
-        `INSERT INTO transfer_slots (server_id, username, in_flight) SELECT $1, u, n FROM unnest($2::text[], $3::int[]) AS t(u, n)
-         ON CONFLICT (server_id, username) DO UPDATE SET in_flight = excluded.in_flight`,
-        [this.serverId, kept.map(([user]) => user), kept.map(([, n]) => n)],
-      );
+      await this.db.query(UPSERT, [this.serverId, kept.map(([user]) => user), kept.map(([, n]) => n)]);
       for (const [user, n] of kept) this.#written.set(user, n);
     }
     if (gone.length > 0) {

@@ -41,7 +41,7 @@ export class TransferSlots {
   ) {}
 
   /** Each user's transfers on this server (user names in lower case). */
-  counts(): Map<string, number> {
+  #counts(): Map<string, number> {
     const counts = new Map<string, number>();
     for (const [key, entry] of this.#users) {
       const n = inFlight(entry);
@@ -88,7 +88,7 @@ export class TransferSlots {
   async publish(): Promise<void> {
     const shared = this.shared;
     if (shared === null) return;
-    const now = this.counts();
+    const now = this.#counts();
     const last = shared.recorded();
     const changed = [...new Set([...now.keys(), ...last.keys()])].filter((key) => (now.get(key) ?? 0) !== (last.get(key) ?? 0));
     if (changed.length === 0) return;
