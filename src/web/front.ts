@@ -210,13 +210,14 @@ export class WebFront {
     if (feed === null) return refuse(404, 'This upload link was used already, has expired, or is not yours');
     const off = feed.onFlow((paused) => (paused ? req.pause() : req.resume()));
     // The body comes in pieces of a TLS record or so; handed over one by one, each would be a write of its own. They go
-    // in runs of LINK_BATCH, as the protocol's DATA frames do (the rest at the end, or when the connection drops).
+    // in runs of LINK_BATCH, as the protocol's DATA frames do (the rest at the end, or when the connection drops), as
+    // the pieces themselves: the session writes and hashes them in order without copying them into one buffer.
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let gone = false;
     const flush = (): boolean => {
       if (gone || pendingBytes === 0) return !gone;
-      const run = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+      const run = pending;
       pending = [];
       pendingBytes = 0;
       if (feed.data(run)) return true;

@@ -8,13 +8,13 @@ import { randomBytes } from 'node:crypto';
 
 /**
  * An upload in progress that takes its bytes from an HTTPS request body (`put` with `link`): the session's side.
- * `data` hands a piece to the session as if a DATA frame had brought it (false: the upload is gone); `onFlow` tells
+ * `data` hands pieces to the session, in order, as if DATA frames had brought them (false: the upload is gone); `onFlow` tells
  * when the session wants no more for now (true) and when it does again (false); it returns its unsubscribe. `lost`:
  * the request's connection closed before its whole body came (the upload ends as if the session's own connection had
  * dropped: what arrived is kept for a resume).
  */
 export interface UploadFeed {
-  data(chunk: Buffer): boolean;
+  data(chunks: readonly Buffer[]): boolean;
   onFlow(listener: (paused: boolean) => void): () => void;
   lost(): void;
 }

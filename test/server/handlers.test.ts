@@ -67,7 +67,7 @@ t('sign-up, upload, list, stat and download answer with the typed results', asyn
   const s = await loggedIn(h);
   const body = Buffer.from('hello handlers');
   s.send(2, { t: 'put', path: 'a.txt', size: body.length, mtime: 1796228384741 });
-  s.session.receiveData(2, body);
+  s.session.receiveData(2, [body]);
   s.send(2, { t: 'end', sha256: sha(body) });
   const put = await s.transport.final(2);
   assert.ok(put.t === 'ok');
@@ -102,7 +102,7 @@ t('the operation sequence: permission first, then the veto, storage, audit, and 
   const s = await loggedIn(h);
   for (const [id, path] of [[2, 'keep.txt'], [3, 'gone.txt']] as const) {
     s.send(id, { t: 'put', path, size: 1 });
-    s.session.receiveData(id, Buffer.from('x'));
+    s.session.receiveData(id, [Buffer.from('x')]);
     s.send(id, { t: 'end', sha256: sha(Buffer.from('x')) });
     assert.is((await s.transport.final(id)).t, 'ok');
   }

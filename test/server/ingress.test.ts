@@ -10,13 +10,14 @@ const t = suite('ingress');
 function session(shared: SharedQueue) {
   let release: () => void = () => {};
   const blocked = new Promise<void>((resolve) => (release = resolve));
-  const state = { paused: 0, resumed: 0, written: 0, order: [] as string[] };
+  const state = { paused: 0, resumed: 0, written: 0, order: [] as string[], bytes: [] as string[] };
   const sink: IngressSink = {
     request: async (id, msg) => void state.order.push(`${msg.t} ${id}`),
     data: async (id, chunks, link) => {
       await blocked;
       for (const c of chunks) state.written += c.length;
       state.order.push(`data ${id}${link ? ' by link' : ''} ${chunks.length}`);
+      state.bytes.push(Buffer.concat(chunks).toString());
     },
     fail: (err) => assert.unreachable(err.message),
     pause: () => void state.paused++,
@@ -27,7 +28,7 @@ function session(shared: SharedQueue) {
   return { ingress: new Ingress(sink, shared), state, release: () => release() };
 }
 
-const chunk = (n: number) => ({ kind: 'data' as const, id: 1, chunk: Buffer.alloc(n), bytes: n });
+const chunk = (n: number) => ({ kind: 'data' as const, id: 1, chunks: [Buffer.alloc(n)], bytes: n });
 const tick = () => new Promise((r) => setTimeout(r, 10));
 
 t('one session pauses beyond QUEUE_HIGH, resumes below QUEUE_LOW, and gives its bytes back to the shared count', async () => {
@@ -84,6 +85,28 @@ t("'after' work runs behind what was queued before it (a link's end behind its b
   release();
   await tick();
   assert.equal(state.order, ['data 2 by link 1', 'data 2 by link 1', 'cancel 2', 'link lost 2', 'list 3']);
+});
+
+t("an upload's queued pieces are handed over together and in order, whether a frame brought one or a link several", async () => {
+  const shared = new SharedQueue(1024 * 1024 * 1024);
+  const { ingress, state, release } = session(shared);
+  const data = (text: string, id = 1, link = false) => {
+    const chunks = text.split(',').map((p) => Buffer.from(p));
+    return { kind: 'data' as const, id, chunks, bytes: chunks.reduce((n, c) => n + c.length, 0), ...(link ? { link: true as const } : {}) };
+  };
+  ingress.enqueue(data('first'));
+  ingress.enqueue(data('a,b,c', 2, true));
+  ingress.enqueue(data('d', 2, true));
+  ingress.enqueue(data('e,f', 2, true));
+  ingress.enqueue(data('g'));
+  ingress.enqueue(data('h', 2));
+  await tick();
+  release();
+  await tick();
+  assert.equal(state.order, ['data 1 1', 'data 2 by link 6', 'data 1 1', 'data 2 1']);
+  assert.equal(state.bytes, ['first', 'abcdef', 'g', 'h']);
+  assert.is(state.written, 13);
+  assert.is(shared.bytes, 0, 'every byte given back to the shared count');
 });
 
 t.run();

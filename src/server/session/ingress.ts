@@ -5,7 +5,8 @@ import type { ClientMessage, ClientMessageOf } from '../../protocol/messages.ts'
 /** What arrived from the client: a control message, or a piece of an upload's bytes. */
 export type Item =
   | { kind: 'msg'; id: number; msg: ClientMessage; bytes: number }
-  | { kind: 'data'; id: number; chunk: Buffer; bytes: number; link?: true }
+  /** `chunks`: one DATA frame's payload, or the pieces of an upload link's body that came together. */
+  | { kind: 'data'; id: number; chunks: readonly Buffer[]; bytes: number; link?: true }
   /** Work that must come after what arrived before it (an upload link's connection closing: see Uploads). */
   | { kind: 'after'; id: number; run: () => Promise<void>; bytes: 0 };
 
@@ -163,14 +164,14 @@ export class Ingress {
           }
           if (this.#opening.size > 0) await Promise.all(this.#opening.values());
           if (item.kind === 'data') {
-            const chunks = [item.chunk];
-            let batch = item.chunk.length;
+            const chunks = [...item.chunks];
+            let batch = item.bytes;
             while (batch < WRITE_BATCH) {
               const next = this.#queue[0];
               if (!next || next.kind !== 'data' || next.id !== item.id || next.link !== item.link) break;
               this.#queue.shift();
-              chunks.push(next.chunk);
-              batch += next.chunk.length;
+              chunks.push(...next.chunks);
+              batch += next.bytes;
               bytes += next.bytes;
             }
             await this.#sink.data(item.id, chunks, item.link === true);

@@ -51,8 +51,11 @@ export interface SessionScope {
   close(): void;
   /** Reserves one of the user's transfer slots while a transfer is set up (see TransferSlots.reserve). */
   reserveTransfer(): Promise<() => void>;
-  /** A piece of upload `id`'s bytes: from a DATA frame, or by an upload link (HTTPS, `link`), into the same queue. */
-  receiveData(id: number, chunk: Buffer, link?: boolean): void;
+  /**
+   * Pieces of upload `id`'s bytes, in order: a DATA frame's payload, or what came together by its upload link (HTTPS,
+   * `link`), into the same queue.
+   */
+  receiveData(id: number, chunks: readonly Buffer[], link?: boolean): void;
   /** Runs `run` for request `id` after everything the client sent before (in the ingress queue's order). */
   afterQueued(id: number, run: () => Promise<void>): void;
   /** Told when the session stops taking bytes and takes them again; returns its unsubscribe. */

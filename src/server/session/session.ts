@@ -58,7 +58,7 @@ export class Session implements Conn {
       socket,
       {
         onMessage: (id, body) => session?.receiveMessage(id, body),
-        onData: (id, chunk) => session?.receiveData(id, chunk),
+        onData: (id, chunk) => session?.receiveData(id, [chunk]),
         onClose: (err) => void session?.ended(err),
       },
       ctx.options.limits,
@@ -126,8 +126,10 @@ export class Session implements Conn {
   }
 
   /** A piece of an upload's bytes from the client (a DATA frame, or an HTTPS PUT to an upload link). */
-  receiveData(id: number, chunk: Buffer, link = false): void {
-    this.#ingress.enqueue({ kind: 'data', id, chunk, bytes: chunk.length, ...(link ? { link: true as const } : {}) });
+  receiveData(id: number, chunks: readonly Buffer[], link = false): void {
+    let bytes = 0;
+    for (const c of chunks) bytes += c.length;
+    this.#ingress.enqueue({ kind: 'data', id, chunks, bytes, ...(link ? { link: true as const } : {}) });
   }
 
   /** Runs `run` for request `id` once everything queued before it is done (nothing if the session has closed). */

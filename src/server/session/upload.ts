@@ -159,10 +159,10 @@ export class Uploads {
     const links = s.ctx.links;
     if (links === null) return;
     const url = links.mintUpload(s.host, {
-      data: (chunk) => {
+      data: (chunks) => {
         const state = this.#active.get(id);
         if (!state || state.committing || state.awaitingFrom || s.stage === 'closed') return false;
-        s.receiveData(id, chunk, true);
+        s.receiveData(id, chunks, true);
         return true;
       },
       onFlow: (listener) => s.onFlow(listener),
