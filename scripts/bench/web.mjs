@@ -2,7 +2,9 @@
 // The page against the CLI in one run (npm run bench:web): a file uploaded from the page in a real Chromium
 // (headless, playwright-core) and the same file with `ferry connect`, to the same `ferry serve`, alternated, each run
 // verified (the server's copy hashed), with the load average at the start of each; and the page's first load (bytes
-// over the wire, time until the log-in form can be used).
+// over the wire, time until the log-in form can be used). For scale, in the same runs, the two halves of the page's
+// upload done by Chromium alone: the PUT of the file to a bare sink, and the page's SHA-256 of the file (its own
+// hashing worker, fed as the page feeds it) with nothing sent.
 //   node scripts/bench/web.mjs [--size 1024] [--runs 3] [--write] [--bin PATH]   (MiB; --write updates docs/benchmarks.md)
 // Uses --bin (another build, for an A/B), else dist/ferry when it exists (npm run build), else the sources through tsx. Needs /usr/bin/chromium.
 import { spawn, spawnSync } from 'node:child_process';
@@ -134,6 +136,65 @@ function cli(server, input, extra = []) {
   });
 }
 
+/**
+ * The page's SHA-256 of `file` alone, nothing sent: its own hashing worker (the one the page's script names), fed as the
+ * page feeds it (upload.ts and hasher.ts: the file read by a BYOB reader in 8 MiB buffers, each transferred to the worker,
+ * at most three not yet hashed), then the digest asked for. The file is given to a hidden input added to the page.
+ */
+async function hashAlone(page, file) {
+  await page.evaluate(() => {
+    if (globalThis.document.getElementById('bench-hash-file')) return;
+    const input = globalThis.document.createElement('input');
+    Object.assign(input, { type: 'file', id: 'bench-hash-file', hidden: true });
+    globalThis.document.body.append(input);
+  });
+  await page.setInputFiles('#bench-hash-file', file);
+  return page.evaluate(async () => {
+    const doc = globalThis.document;
+    const script = await (await fetch(doc.querySelector('script[type="module"][src]').src)).text();
+    const url = /\/assets\/hash-[0-9a-f]+\.js/.exec(script)?.[0];
+    if (!url) throw new Error("the page's script names no hashing worker");
+    const f = doc.getElementById('bench-hash-file').files[0];
+    const CHUNK = 8 * 1024 * 1024;
+    const DEPTH = 3;
+    const worker = new Worker(url);
+    let done = 0;
+    let wake = () => {};
+    let hex = null;
+    worker.onmessage = (e) => {
+      if (e.data.t === 'done') done++;
+      else if (e.data.t === 'digest') hex = e.data.hex;
+      else hex = `error: ${e.data.message}`;
+      wake();
+    };
+    const changed = () => new Promise((r) => (wake = r));
+    const t = performance.now();
+    const reader = f.stream().getReader({ mode: 'byob' });
+    let sent = 0;
+    for (let at = 0; at < f.size; ) {
+      const want = Math.min(CHUNK, f.size - at);
+      let buffer = new ArrayBuffer(want);
+      let filled = 0;
+      while (filled < want) {
+        const { done: end, value } = await reader.read(new Uint8Array(buffer, filled, want - filled));
+        buffer = value.buffer;
+        if (end) break;
+        filled += value.byteLength;
+      }
+      if (filled === 0) break;
+      worker.postMessage({ t: 'update', id: 1, bytes: buffer }, [buffer]);
+      sent++;
+      at += filled;
+      while (sent - done >= DEPTH) await changed();
+    }
+    worker.postMessage({ t: 'peek', id: 1, seq: 1 });
+    while (hex === null) await changed();
+    const ms = performance.now() - t;
+    worker.terminate();
+    return { hex, ms };
+  });
+}
+
 async function main() {
   const idle = loadavg();
   mkdirSync(WORK, { recursive: true });
@@ -166,6 +227,11 @@ async function main() {
   await page.goto(`https://127.0.0.1:${server.port}/`);
   await page.waitForSelector('#user:focus');
   const interactiveMs = performance.now() - t0;
+  // What the first load fetched: counted until the network has been quiet for a moment, then no more (the uploads'
+  // requests and the hash worker's are not part of it).
+  await page.waitForLoadState('networkidle', { timeout: 10_000 }).catch(() => {});
+  cdp.removeAllListeners('Network.loadingFinished');
+  const firstLoad = { wire, requests };
   await cdp.send('Network.setCacheDisabled', { cacheDisabled: false });
   await page.fill('#user', 'bench');
   await page.fill('#password', 'bench-password');
@@ -188,7 +254,7 @@ async function main() {
   const stored = join(server.data, 'homes/bench/big.bin');
   const chrome = chromiumPid(join(WORK, 'profile'));
   for (let run = 0; run < RUNS; run++) {
-    for (const how of ['cli', 'page', 'sink']) {
+    for (const how of ['cli', 'page', 'sink', 'hash']) {
       rmSync(stored, { force: true });
       const load = loadavg()[0];
       const before = cpuNow(server, chrome);
@@ -197,6 +263,14 @@ async function main() {
         const r = await cli(server, `PUT ${file} big.bin\n`);
         if (r.code !== 0 || !/sha256 verified/.test(r.out)) throw new Error(`CLI upload failed: ${r.out.slice(-500)}`);
         ms = r.ms;
+      } else if (how === 'hash') {
+        const r = await hashAlone(page, file);
+        if (r.hex !== want) throw new Error(`the page's hashing worker computed ${r.hex}, the file's SHA-256 is ${want}`);
+        ms = r.ms;
+        const cpu = cpuSince(before, cpuNow(server, chrome));
+        rows.push({ how, ms, load, cpu });
+        log(`${how} run ${run + 1}: ${(ms / 1000).toFixed(2)} s (${((SIZE_MIB * 1000) / ms).toFixed(0)} MiB/s), load ${load.toFixed(2)}, CPU s ${cpuText(cpu)}, digest right`);
+        continue;
       } else if (how === 'sink') {
         await bare.setInputFiles('#f', file);
         const r = await bare.evaluate(
@@ -249,6 +323,9 @@ async function main() {
   };
   const ratio = median(of('cli').map((r) => r.ms)) / median(of('page').map((r) => r.ms));
   const cpuCell = (how, k) => median(of(how).map((r) => r.cpu[k])).toFixed(2);
+  const cliMs = median(of('cli').map((r) => r.ms));
+  const floorCpu = Number(cpuCell('sink', 'browser')) + Number(cpuCell('hash', 'browser')) + Number(cpuCell('cli', 'server'));
+  const bound = cliMs / 1000 / (floorCpu / 2);
   const cpuLine = (how, label) => `| ${label} | ${cpuCell(how, 'server')} | ${cpuCell(how, 'browser')} | ${cpuCell(how, 'cli')} | ${cpuCell(how, 'bench')} | ${(median(of(how).map((r) => r.cpu.server + r.cpu.browser + r.cpu.cli + r.cpu.bench))).toFixed(2)} | ${(median(of(how).map((r) => r.ms)) / 1000 * 2).toFixed(2)} |`;
   const when = new Date().toISOString().replace(/:\d\d\.\d+Z$/, 'Z');
   const text = [
@@ -259,8 +336,11 @@ async function main() {
     line('cli', '`ferry connect` PUT'),
     line('page', 'the page in Chromium (hashing in the page included)'),
     line('sink', 'for scale: Chromium alone, the same PUT to a bare HTTPS sink (no hashing, nothing stored)'),
+    line('hash', "for scale: Chromium alone, the page's SHA-256 of the file (its hashing worker, nothing sent)"),
     '',
     `The page's rate ÷ the CLI's: ${ratio.toFixed(2)} (the target is at least 0.5).`,
+    '',
+    `What this machine allows, estimated from the same runs (medians): the page's upload needs about the CPU of its parts done alone — Chromium's PUT (${cpuCell('sink', 'browser')} s), the page's SHA-256 (${cpuCell('hash', 'browser')} s) and ferry serve receiving the same bytes (${cpuCell('cli', 'server')} s in the CLI's upload) — ${floorCpu.toFixed(2)} s, which two vCPUs get through in ${(floorCpu / 2).toFixed(2)} s at best: a rate ÷ the CLI's of about ${(cliMs / 1000).toFixed(2)} ÷ ${(floorCpu / 2).toFixed(2)} = ${bound.toFixed(2)} at most. (An estimate, not a strict bound: a process paced by others spends somewhat less CPU per byte than one running flat out.)`,
     '',
     'Where the time goes: CPU seconds used during each upload (medians of the runs; Linux /proc, the process and everything under it), against what two vCPUs give in its wall time.',
     '',
@@ -269,8 +349,9 @@ async function main() {
     cpuLine('cli', '`ferry connect` PUT'),
     cpuLine('page', 'the page'),
     cpuLine('sink', 'Chromium to the bare sink'),
+    cpuLine('hash', "Chromium's SHA-256 alone"),
     '',
-    `First load of the page (fresh profile, cache off): ${requests} requests, ${(wire / 1024).toFixed(1)} KiB over the wire (TLS framing not counted), log-in form usable after ${interactiveMs.toFixed(0)} ms.`,
+    `First load of the page (fresh profile, cache off): ${firstLoad.requests} requests, ${(firstLoad.wire / 1024).toFixed(1)} KiB over the wire (TLS framing not counted), log-in form usable after ${interactiveMs.toFixed(0)} ms.`,
   ].join('\n');
   console.log(text);
   if (WRITE) {
