@@ -6,10 +6,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Storage } from '../../src/storage/storage.ts';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TSX = join(ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs');
@@ -227,11 +228,42 @@ export async function seedFile(server: ServerHandle, user: string, path: string,
     writeFileSync(file, content);
     return;
   }
+  const bytes = Buffer.from(content);
+  await withHome(storage, user, (home) => home.putWhole(path, bytes, { sha256: createHash('sha256').update(bytes).digest('hex'), parents: true, overwrite: true }));
+}
+
+/** A file of a user's home as the server keeps it (on disk, or in the object store); null when there is none. */
+export async function readHome(server: ServerHandle, user: string, path: string): Promise<Buffer | null> {
+  const storage = storageOf(server);
+  if (storage === null) {
+    const file = join(server.dataDir, 'homes', user, path);
+    return existsSync(file) && statSync(file).isFile() ? readFileSync(file) : null;
+  }
+  return withHome(storage, user, async (home) => {
+    const entry = await home.stat(path);
+    if (entry === null || entry.type !== 'file') return null;
+    const handle = await home.openRead(path);
+    try {
+      return await handle.read(0, entry.size);
+    } finally {
+      await handle.close();
+    }
+  });
+}
+
+/** Whether a user's home has `path`, a file or a folder (on disk, or in the object store). */
+export async function inHome(server: ServerHandle, user: string, path: string): Promise<boolean> {
+  const storage = storageOf(server);
+  if (storage === null) return existsSync(join(server.dataDir, 'homes', user, path));
+  return withHome(storage, user, async (home) => (await home.stat(path)) !== null);
+}
+
+/** Runs `use` on a user's home in the object store (a driver of its own, closed after). */
+async function withHome<T>(storage: { url: string; endpoint?: string }, user: string, use: (home: Storage) => Promise<T>): Promise<T> {
   const { S3Driver, parseS3Url } = await import('../../src/storage/s3/mod.ts');
   const driver = new S3Driver(parseS3Url(storage.url), storage.endpoint ? { endpoint: storage.endpoint } : {});
   try {
-    const bytes = Buffer.from(content);
-    await driver.forUser(user).putWhole(path, bytes, { sha256: createHash('sha256').update(bytes).digest('hex'), parents: true, overwrite: true });
+    return await use(driver.forUser(user));
   } finally {
     driver.close();
   }
@@ -253,16 +285,12 @@ export async function listHome(server: ServerHandle, user: string, folder = ''):
     const dir = join(server.dataDir, 'homes', user, folder);
     return existsSync(dir) ? readdirSync(dir).sort() : [];
   }
-  const { S3Driver, parseS3Url } = await import('../../src/storage/s3/mod.ts');
-  const driver = new S3Driver(parseS3Url(storage.url), storage.endpoint ? { endpoint: storage.endpoint } : {});
   const names: string[] = [];
-  try {
-    for await (const page of driver.forUser(user).list(folder)) names.push(...page.map((e) => e.name));
-  } catch (err) {
+  await withHome(storage, user, async (home) => {
+    for await (const page of home.list(folder)) names.push(...page.map((e) => e.name));
+  }).catch((err: unknown) => {
     if ((err as { code?: string }).code !== 'not_found') throw err;
-  } finally {
-    driver.close();
-  }
+  });
   return names.sort();
 }
 

@@ -122,6 +122,23 @@ export function conformance(subject: Subject): void {
     }
   });
 
+  test('a new upload of a file whose upload is still being put away (its connection dropped) waits for it and resumes from it, not busy', async () => {
+    const bytes = randomBytes(LARGE);
+    const cutAt = 8 * 1024 * 1024 + 6 * 1024 * 1024;
+    const first = await alice.createUpload('waits/big.bin', { size: LARGE, parents: true, mtime: 1_760_000_000_000 });
+    await first.write([bytes.subarray(0, cutAt)]);
+    const stopping = first.abort(true); // not waited for: the client is back at once
+    const again = await alice.createUpload('waits/big.bin', { size: LARGE, parents: true, mtime: 1_760_000_000_000, resume: true });
+    await stopping;
+    assert.ok(again.offset > 0 && again.offset <= cutAt, `resumed from what the first kept: offset ${again.offset}`);
+    assert.is(again.prefixSha256, sha(bytes.subarray(0, again.offset)));
+    // An upload in progress that is not ending is refused at once, as before.
+    assert.is(await codeOf(alice.createUpload('waits/big.bin', { size: LARGE, parents: true, resume: true })), 'busy');
+    await again.write([bytes.subarray(again.offset)]);
+    await again.commit(sha(bytes));
+    assert.ok((await readAll(alice, 'waits/big.bin')).equals(bytes));
+  });
+
   test('resume: an upload cut off goes on from what is stored (verified by its SHA-256), here or on a second server; a differing prefix restarts', async () => {
     const bytes = randomBytes(LARGE);
     const cutAt = 8 * 1024 * 1024 + 6 * 1024 * 1024;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { FerryError } from '../../src/core/errors.ts';
 import type { Entry } from '../../src/core/types.ts';
 import { LocalDiskDriver, canPinDirectories } from '../../src/storage/local/mod.ts';
+import { NameLocks, Partials } from '../../src/storage/local/partials.ts';
 import type { Storage, UploadOptions } from '../../src/storage/storage.ts';
 import { skip } from '../skip.ts';
 
@@ -885,3 +886,43 @@ deferred('a small upload sent in pieces is held whole: reused buffers of the cal
 });
 
 deferred.run();
+
+const locks = suite('name locks');
+
+locks('a name taken by an upload that is ending is waited for; one in progress is refused at once; the wait is bounded', async () => {
+  const l = new NameLocks();
+  assert.ok(l.lock('a'));
+  assert.is(await l.lockWhenFree('a', 60_000), false, 'in progress, not ending: refused without waiting');
+  l.ending('a');
+  let got: boolean | null = null;
+  const waiting = l.lockWhenFree('a', 60_000).then((ok) => (got = ok));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.is(got, null, 'waits while the ending holder has not let go');
+  l.unlock('a');
+  await waiting;
+  assert.is(got, true, 'taken once it lets go');
+  l.ending('a');
+  assert.is(await l.lockWhenFree('a', 30), false, 'an ending holder that does not let go in time: refused');
+});
+
+locks('a reservation given back twice, or said to be ending after it was given back, does not touch the next holder', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'ferry-locks-'));
+  try {
+    const partials = new Partials(join(root, 'p'), new NameLocks(), new Set());
+    const first = await partials.reserve('/t/x', ['x'], 1, 'x');
+    first.release();
+    const second = await partials.reserve('/t/x', ['x'], 1, 'x');
+    first.release();
+    first.ending();
+    const third = partials.reserve('/t/x', ['x'], 1, 'x').then(
+      () => 'ok',
+      (err: FerryError) => err.code,
+    );
+    assert.is(await Promise.race([third, new Promise((r) => setTimeout(() => r('waited'), 2000))]), 'busy', 'the second holds it, not ending');
+    second.release();
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+locks.run();

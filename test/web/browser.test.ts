@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { childEnv, cleanup, runFerry, startServer, tempDir, type ServerHandle } from '../e2e/harness.ts';
+import { childEnv, cleanup, inHome, readHome, runFerry, startServer, tempDir, type ServerHandle } from '../e2e/harness.ts';
 import { testWhen } from '../skip.ts';
 import { Relay } from './relay.ts';
 
@@ -82,7 +82,12 @@ async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SHOTS, `${name}.png`) });
 }
 
-const homeFile = (s: ServerHandle, user: string, path: string) => join(s.dataDir, 'homes', user, path);
+/** A file of a user's home as the server keeps it (on disk, or in the object store with FERRY_TEST_STORAGE). */
+const stored = async (s: ServerHandle, user: string, path: string): Promise<Buffer> => {
+  const bytes = await readHome(s, user, path);
+  if (bytes === null) throw new Error(`${user}/${path} is not on the server`);
+  return bytes;
+};
 
 testWhen(t, missing, 'the page is served with a strict policy, and its certificate is the one the banner names', async () => {
   const { server: s, browser: b } = await setUp();
@@ -131,7 +136,7 @@ testWhen(t, missing, 'sign up, upload files and a folder with progress, a 64 MiB
   await page.setInputFiles('#pick-folder', join(files, 'album'));
   await page.waitForSelector('text=2 of 2 files uploaded', { timeout: 30_000 });
   for (const [path, local] of [['notes.txt', 'notes.txt'], ['data.bin', 'data.bin'], ['album/a.jpg', 'album/a.jpg'], ['album/inner/b.jpg', 'album/inner/b.jpg']] as const) {
-    assert.is(sha(readFileSync(homeFile(s, 'alice', path))), sha(readFileSync(join(files, local))), path);
+    assert.is(sha(await stored(s, 'alice', path)), sha(readFileSync(join(files, local))), path);
   }
   assert.is(alerted, false, 'the HTML-like name ran nothing');
   const xss = page.locator('td.name', { hasText: '<img src=x onerror=alert(1)>.txt' });
@@ -155,12 +160,15 @@ testWhen(t, missing, 'sign up, upload files and a folder with progress, a 64 MiB
   relay.rate = Infinity;
   await enter(page, 'alice', 'password-alice', 'Log in');
   await page.setInputFiles('#pick-files', join(files, 'big.bin'));
-  await page.waitForSelector('text=1 of 1 file uploaded', { timeout: 120_000 });
+  await page.waitForSelector('text=1 of 1 file uploaded', { timeout: 120_000 }).catch(async (err: Error) => {
+    const shown = await page.locator('.status, .job').allTextContents().catch(() => []);
+    throw new Error(`${err.message.split('\n')[0]}\n--- the page shows:\n${shown.join('\n')}\n--- the server said:\n${s.output().slice(-4000)}`);
+  });
   const text = (await page.locator('.job').last().textContent()) ?? '';
   const resumedAt = Number(/resumed at (\d+) bytes/.exec(text)?.[1]);
   assert.ok(resumedAt > 0 && resumedAt < big.length, `resumed part-way: ${text}\n--- the server said:\n${s.output().slice(-4000)}`);
   assert.match(text, new RegExp(`sha256 verified ${sha(big).slice(0, 12)}`));
-  assert.is(sha(readFileSync(homeFile(s, 'alice', 'big.bin'))), sha(big), 'the whole file, right, on the server');
+  assert.is(sha(await stored(s, 'alice', 'big.bin')), sha(big), 'the whole file, right, on the server');
   await s.waitFor(/UPLD big\.bin: received 67108864 B .*\(resumed at \d+\), sha256 verified/);
   await page.close();
 });
@@ -182,7 +190,7 @@ testWhen(t, missing, 'list and sort, download (bytes compared, SHA-256 shown), r
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download data.bin' }).click()]);
   const saved = join(w, 'downloaded.bin');
   await download.saveAs(saved);
-  assert.is(sha(readFileSync(saved)), sha(readFileSync(homeFile(s, 'alice', 'data.bin'))));
+  assert.is(sha(readFileSync(saved)), sha(await stored(s, 'alice', 'data.bin')));
   await page.waitForSelector(`text=SHA-256 (server): ${sha(readFileSync(saved))}`);
   // The link worked once: it is used up now (asked by the browser itself, as a page would).
   const again = await page.evaluate(async (u) => (await fetch(u)).status, download.url());
@@ -191,12 +199,12 @@ testWhen(t, missing, 'list and sort, download (bytes compared, SHA-256 shown), r
   page.once('dialog', (d) => void d.accept('drafts'));
   await page.getByRole('button', { name: 'New folder' }).click();
   await page.waitForSelector('text=Created folder drafts');
-  assert.ok(existsSync(homeFile(s, 'alice', 'drafts')));
+  assert.ok(await inHome(s, 'alice', 'drafts'));
 
   page.once('dialog', (d) => void d.accept('drafts/notes-renamed.txt'));
   await page.getByRole('button', { name: 'Rename notes.txt' }).click();
   await page.waitForSelector('text=Renamed notes.txt to drafts/notes-renamed.txt');
-  assert.is(readFileSync(homeFile(s, 'alice', 'drafts/notes-renamed.txt'), 'utf8'), 'hello from the browser\n');
+  assert.is((await stored(s, 'alice', 'drafts/notes-renamed.txt')).toString('utf8'), 'hello from the browser\n');
 
   let asked = '';
   page.once('dialog', (d) => {
@@ -206,11 +214,11 @@ testWhen(t, missing, 'list and sort, download (bytes compared, SHA-256 shown), r
   await page.getByRole('button', { name: 'Delete data.bin' }).click();
   await page.waitForTimeout(300);
   assert.match(asked, /Delete the file data\.bin\?/);
-  assert.ok(existsSync(homeFile(s, 'alice', 'data.bin')), 'kept when the confirmation is declined');
+  assert.ok(await inHome(s, 'alice', 'data.bin'), 'kept when the confirmation is declined');
   page.once('dialog', (d) => void d.accept());
   await page.getByRole('button', { name: 'Delete data.bin' }).click();
   await page.waitForSelector('text=Deleted data.bin');
-  assert.not.ok(existsSync(homeFile(s, 'alice', 'data.bin')));
+  assert.not.ok(await inHome(s, 'alice', 'data.bin'));
   await page.close();
 });
 

@@ -6,22 +6,58 @@ import { joinVirtual } from '../../core/paths.ts';
 import { errno } from './errors.ts';
 import { lstatOrNull } from './home.ts';
 
+/** A hold on a name (NameLocks): called, it lets go (once); `ending` says it will soon (see NameLocks.ending). */
+export type NameHold = (() => void) & { ending(): void };
+
+/** How long a new upload waits for an earlier upload of the same name that is ending (see NameLocks.ending). */
+export const ENDING_WAIT_MS = 15_000;
+
 /**
  * The names ferry is writing in this process: the target of each upload in progress (one upload per target)
  * and of a rename without overwrite while it runs. One set per data directory (the driver's).
  */
 export class NameLocks {
-  readonly #held = new Set<string>();
+  readonly #held = new Map<string, { ending: boolean; waiters: Array<() => void> }>();
 
   /** Takes `key`; false when it is taken. */
   lock(key: string): boolean {
     if (this.#held.has(key)) return false;
-    this.#held.add(key);
+    this.#held.set(key, { ending: false, waiters: [] });
     return true;
   }
 
+  /**
+   * Takes `key`, waiting up to `waitMs` while its holder is an upload that is ending (its connection dropped, or it
+   * was cancelled, and what it received is being kept or dropped): a client that comes straight back to resume is not
+   * told `busy` about an upload that is already over. False when the name stays taken.
+   */
+  async lockWhenFree(key: string, waitMs = ENDING_WAIT_MS): Promise<boolean> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      if (this.lock(key)) return true;
+      const holder = this.#held.get(key);
+      const left = deadline - Date.now();
+      if (holder === undefined || !holder.ending || left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        holder.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The holder of `key` is ending: it lets go soon, and lockWhenFree waits for that. */
+  ending(key: string): void {
+    const holder = this.#held.get(key);
+    if (holder) holder.ending = true;
+  }
+
   unlock(key: string): void {
+    const holder = this.#held.get(key);
     this.#held.delete(key);
+    holder?.waiters.forEach((wake) => wake());
   }
 }
 
@@ -29,8 +65,10 @@ export class NameLocks {
 export interface Reservation {
   partial: string;
   sidecar: string;
-  /** Gives the target and the partial back. */
+  /** Gives the target and the partial back (once: later calls do nothing). */
   release(): void;
+  /** The upload is ending (stopped, not committed): a new upload of the target may wait for `release`. */
+  ending(): void;
   /** Writes the sidecar that describes the partial to whoever finds it left behind. */
   writeSidecar(): Promise<void>;
 }
@@ -64,23 +102,27 @@ export class Partials {
   }
 
   /**
-   * Takes the upload lock on `target` (`busy` if another upload holds it) and names the partial and its
-   * sidecar (keyed by path and size); the partial is marked active before the file is touched, so that a sweep
-   * cannot race us. `release` undoes both.
+   * Takes the upload lock on `target` (`busy` if another upload holds it, after waiting a while for one that is
+   * ending) and names the partial and its sidecar (keyed by path and size); the partial is marked active before the
+   * file is touched, so that a sweep cannot race us. `release` undoes both.
    */
-  reserve(target: string, segments: readonly string[], size: number, shown: string): Reservation {
-    if (!this.#locks.lock(target)) throw new FerryError('busy', `Cannot upload ${shown}: another upload of it is in progress`);
+  async reserve(target: string, segments: readonly string[], size: number, shown: string): Promise<Reservation> {
+    if (!(await this.#locks.lockWhenFree(target))) throw new FerryError('busy', `Cannot upload ${shown}: another upload of it is in progress`);
     const key = `${createHash('sha256').update(joinVirtual(segments)).digest('hex')}-${size}`;
     const partial = join(this.dir, `${key}.part`);
     const sidecar = join(this.dir, `${key}.json`);
     this.#active.add(partial);
+    let held = true;
     return {
       partial,
       sidecar,
       release: () => {
+        if (!held) return;
+        held = false;
         this.#locks.unlock(target);
         this.#active.delete(partial);
       },
+      ending: () => held && this.#locks.ending(target),
       writeSidecar: () => writeFile(sidecar, `${JSON.stringify({ path: joinVirtual(segments), size, created: Date.now() })}\n`, { mode: 0o600 }),
     };
   }

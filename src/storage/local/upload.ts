@@ -63,7 +63,7 @@ export async function createUpload(ctx: UploadContext, segments: readonly string
   const existing = missing.length === 0 ? await ctx.home.checkTarget(target, options.overwrite === true, 'upload', shown) : null;
   const replaces = existing === null ? null : entryOf(name, existing);
 
-  const reservation = ctx.partials.reserve(target, segments, size, shown);
+  const reservation = await ctx.partials.reserve(target, segments, size, shown);
   const { partial, sidecar } = reservation;
   // Small: nothing touches the disk until commit, which does it all in one hop (see SMALL_COMMIT_MAX).
   const small = heldInMemory(ctx, options) && missing.length === 0;
@@ -146,7 +146,7 @@ export async function putWhole(ctx: UploadContext, segments: readonly string[], 
     }
   }
   const home = await ctx.home.real();
-  const reservation = ctx.partials.reserve(join(home, ...segments), segments, size, shown);
+  const reservation = await ctx.partials.reserve(join(home, ...segments), segments, size, shown);
   try {
     await ctx.partials.ensure();
     const done = await commitSmall(ctx.home, commits, { segments, shown, partial: reservation.partial, options, bytes, deferred: true, sha256 });
@@ -169,7 +169,7 @@ export async function putWhole(ctx: UploadContext, segments: readonly string[], 
  * the resolved path: the two differ only through a symlinked directory in the home).
  */
 async function deferredUpload(ctx: UploadContext, segments: readonly string[], shown: string, home: string, options: UploadOptions): Promise<Upload> {
-  const reservation = ctx.partials.reserve(join(home, ...segments), segments, options.size, shown);
+  const reservation = await ctx.partials.reserve(join(home, ...segments), segments, options.size, shown);
   try {
     await ctx.partials.ensure();
   } catch (err) {
@@ -360,6 +360,8 @@ class LocalUpload implements Upload {
   }
 
   abort(keepPartial: boolean): Promise<void> {
+    // Said at once, not after the writes queued before: a new upload of the target waits for this one to let go.
+    if (!this.#finished) this.#s.reservation.ending();
     return this.#serial(async () => {
       await this.#finish(keepPartial);
     });

@@ -6,7 +6,7 @@ import { FerryError } from '../../core/errors.ts';
 import { parseVirtualPath } from '../../core/paths.ts';
 import type { Entry } from '../../core/types.ts';
 import { checkMtime, checkPageSize, checkSize } from '../checks.ts';
-import type { NameLocks } from '../local/partials.ts';
+import type { NameHold, NameLocks } from '../local/partials.ts';
 import { show } from '../local/errors.ts';
 import type { BundleSink, NameLeases, ReadHandle, Storage, Upload, UploadOptions, WholeOptions } from '../storage.ts';
 import { isNotFound, s3Fail } from './client.ts';
@@ -367,11 +367,12 @@ export class S3Storage implements Storage {
 
   /**
    * One upload (or rename without overwrite) per target at a time in this server, and with shared leases (several
-   * servers on one store) in all of them: `busy` otherwise. Idempotent release.
+   * servers on one store) in all of them: `busy` otherwise — after waiting a while for an upload of it in this server
+   * that is ending (NameLocks.lockWhenFree; one on another server is not waited for). Idempotent release.
    */
-  async #lock(segments: readonly string[], shown: string): Promise<() => void> {
+  async #lock(segments: readonly string[], shown: string): Promise<NameHold> {
     const key = this.#home.key(segments);
-    if (!this.#locks.lock(key)) throw new FerryError('busy', `Cannot upload ${shown}: an upload of it is in progress`);
+    if (!(await this.#locks.lockWhenFree(key))) throw new FerryError('busy', `Cannot upload ${shown}: an upload of it is in progress`);
     const leases = this.#leases;
     let token: string | null = null;
     if (leases !== null) {
@@ -387,12 +388,13 @@ export class S3Storage implements Storage {
       }
     }
     let held = true;
-    return () => {
+    const release = () => {
       if (!held) return;
       held = false;
       this.#locks.unlock(key);
       if (leases !== null && token !== null) leases.give(key, token).catch(() => {}); // a lease left behind ends with its server
     };
+    return Object.assign(release, { ending: () => held && this.#locks.ending(key) });
   }
 }
 

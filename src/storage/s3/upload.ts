@@ -13,6 +13,7 @@ import { joinVirtual } from '../../core/paths.ts';
 import { FerryError } from '../../core/errors.ts';
 import type { Entry } from '../../core/types.ts';
 import { sharedCommits, type BundleLane } from '../local/lanes.ts';
+import type { NameHold } from '../local/partials.ts';
 import type { Upload } from '../storage.ts';
 import { checkpointPrefix, dropCheckpoint, findResumable, writeCheckpoint, type StoredPart } from './checkpoint.ts';
 import { isPreconditionFailed, s3Fail } from './client.ts';
@@ -173,7 +174,7 @@ export class S3Upload implements Upload {
   readonly createsParents: boolean;
   readonly #t: S3Target;
   readonly #size: number;
-  readonly #release: () => void;
+  readonly #release: NameHold;
   /** The time the object carries (the multipart upload's, when resumed). */
   readonly #mtime: number;
   /** Where this upload's checkpoints go (`<uploads>/<sha256(path)>-<size>.`); null for a file stored whole. */
@@ -200,7 +201,7 @@ export class S3Upload implements Upload {
   #writing: Promise<void> | null = null;
   #stale = false;
 
-  private constructor(t: S3Target, size: number, replaces: Entry | null, createsParents: boolean, release: () => void, resumed: { mpu: Multipart; stored: StoredPart[]; offset: number; mtime: number; prefixSha256: string; state: Uint8Array } | null) {
+  private constructor(t: S3Target, size: number, replaces: Entry | null, createsParents: boolean, release: NameHold, resumed: { mpu: Multipart; stored: StoredPart[]; offset: number; mtime: number; prefixSha256: string; state: Uint8Array } | null) {
     this.#t = t;
     this.#size = size;
     this.#hash = size > PART_SIZE ? null : createHash('sha256');
@@ -225,7 +226,7 @@ export class S3Upload implements Upload {
    * Starts an upload of `size` bytes to the target; with `resume`, goes on with the one left off there (same path
    * and size, parts verified against the store) when there is one.
    */
-  static async open(t: S3Target, size: number, resume: boolean, replaces: Entry | null, createsParents: boolean, release: () => void): Promise<S3Upload> {
+  static async open(t: S3Target, size: number, resume: boolean, replaces: Entry | null, createsParents: boolean, release: NameHold): Promise<S3Upload> {
     const found = resume && size > PART_SIZE ? await findResumable(t.home, checkpointPrefix(t.home, t.segments, size), t.segments, size, t.mtime) : null;
     if (found === null) return new S3Upload(t, size, replaces, createsParents, release, null);
     const { checkpoint: cp, offset } = found;
@@ -312,6 +313,7 @@ export class S3Upload implements Upload {
    * the part being filled is stored first when it is large enough to be a part; a file stored whole keeps nothing.
    */
   async abort(keepPartial: boolean): Promise<void> {
+    this.#release.ending(); // a new upload of the target waits for this one to let go (NameLocks.lockWhenFree)
     try {
       if (keepPartial && this.#checkpoints !== null && !this.#done) {
         await Promise.all(this.#inFlight);
