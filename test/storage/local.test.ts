@@ -891,18 +891,40 @@ const locks = suite('name locks');
 
 locks('a name taken by an upload that is ending is waited for; one in progress is refused at once; the wait is bounded', async () => {
   const l = new NameLocks();
-  assert.ok(l.lock('a'));
-  assert.is(await l.lockWhenFree('a', 60_000), false, 'in progress, not ending: refused without waiting');
-  l.ending('a');
-  let got: boolean | null = null;
-  const waiting = l.lockWhenFree('a', 60_000).then((ok) => (got = ok));
+  const first = l.take('a');
+  assert.ok(first);
+  assert.is(l.take('a'), null, 'taken');
+  assert.is(await l.takeWhenFree('a', undefined, 60_000), null, 'in progress, not ending: refused without waiting');
+  first.ending();
+  let got: ReturnType<NameLocks['take']> | undefined;
+  const waiting = l.takeWhenFree('a', undefined, 60_000).then((hold) => (got = hold));
   await new Promise((r) => setTimeout(r, 20));
-  assert.is(got, null, 'waits while the ending holder has not let go');
-  l.unlock('a');
+  assert.is(got, undefined, 'waits while the ending holder has not let go');
+  first();
   await waiting;
-  assert.is(got, true, 'taken once it lets go');
-  l.ending('a');
-  assert.is(await l.lockWhenFree('a', 30), false, 'an ending holder that does not let go in time: refused');
+  assert.ok(got, 'taken once it lets go');
+  got.ending();
+  assert.is(await l.takeWhenFree('a', undefined, 30), null, 'an ending holder that does not let go in time: refused');
+});
+
+locks('a hold lets go once: a stale hold neither frees nor marks the next holder; onRelease runs once', async () => {
+  const l = new NameLocks();
+  let released = 0;
+  const first = l.take('k', () => released++);
+  assert.ok(first);
+  first();
+  first();
+  assert.is(released, 1);
+  const second = l.take('k');
+  assert.ok(second, 'free after the first let go');
+  first();
+  first.ending();
+  assert.is(l.take('k'), null, 'the stale hold did not free the second');
+  const t0 = Date.now();
+  assert.is(await l.takeWhenFree('k', undefined, 2000), null, 'the second is not ending: refused at once');
+  assert.ok(Date.now() - t0 < 1000, 'not waited for');
+  second();
+  assert.ok(l.take('k'));
 });
 
 locks('a reservation given back twice, or said to be ending after it was given back, does not touch the next holder', async () => {

@@ -6,38 +6,55 @@ import { joinVirtual } from '../../core/paths.ts';
 import { errno } from './errors.ts';
 import { lstatOrNull } from './home.ts';
 
-/** A hold on a name (NameLocks): called, it lets go (once); `ending` says it will soon (see NameLocks.ending). */
+/**
+ * A hold on a name (NameLocks): called, it lets go (once: later calls do nothing); `ending` says it will soon (see
+ * NameLocks.takeWhenFree), and does nothing once it has let go.
+ */
 export type NameHold = (() => void) & { ending(): void };
 
-/** How long a new upload waits for an earlier upload of the same name that is ending (see NameLocks.ending). */
+/** How long a new upload waits for an earlier upload of the same name that is ending (see NameLocks.takeWhenFree). */
 export const ENDING_WAIT_MS = 15_000;
+
+type Holder = { ending: boolean; waiters: Array<() => void> };
 
 /**
  * The names ferry is writing in this process: the target of each upload in progress (one upload per target)
  * and of a rename without overwrite while it runs. One set per data directory (the driver's).
  */
 export class NameLocks {
-  readonly #held = new Map<string, { ending: boolean; waiters: Array<() => void> }>();
+  readonly #held = new Map<string, Holder>();
 
-  /** Takes `key`; false when it is taken. */
-  lock(key: string): boolean {
-    if (this.#held.has(key)) return false;
-    this.#held.set(key, { ending: false, waiters: [] });
-    return true;
+  /** Takes `key`: null when it is taken. `onRelease` runs once, when the hold lets go. */
+  take(key: string, onRelease?: () => void): NameHold | null {
+    if (this.#held.has(key)) return null;
+    const holder: Holder = { ending: false, waiters: [] };
+    this.#held.set(key, holder);
+    const release = () => {
+      if (this.#held.get(key) !== holder) return; // let go already: the name may be someone else's now
+      this.#held.delete(key);
+      onRelease?.();
+      for (const wake of holder.waiters) wake();
+    };
+    return Object.assign(release, {
+      ending: () => {
+        holder.ending = true; // once let go, the holder is nobody's: marking it changes nothing
+      },
+    });
   }
 
   /**
    * Takes `key`, waiting up to `waitMs` while its holder is an upload that is ending (its connection dropped, or it
    * was cancelled, and what it received is being kept or dropped): a client that comes straight back to resume is not
-   * told `busy` about an upload that is already over. False when the name stays taken.
+   * told `busy` about an upload that is already over. Null when the name stays taken.
    */
-  async lockWhenFree(key: string, waitMs = ENDING_WAIT_MS): Promise<boolean> {
+  async takeWhenFree(key: string, onRelease?: () => void, waitMs = ENDING_WAIT_MS): Promise<NameHold | null> {
     const deadline = Date.now() + waitMs;
     for (;;) {
-      if (this.lock(key)) return true;
+      const hold = this.take(key, onRelease);
+      if (hold !== null) return hold;
       const holder = this.#held.get(key);
       const left = deadline - Date.now();
-      if (holder === undefined || !holder.ending || left <= 0) return false;
+      if (holder === undefined || !holder.ending || left <= 0) return null;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         holder.waiters.push(() => {
@@ -46,18 +63,6 @@ export class NameLocks {
         });
       });
     }
-  }
-
-  /** The holder of `key` is ending: it lets go soon, and lockWhenFree waits for that. */
-  ending(key: string): void {
-    const holder = this.#held.get(key);
-    if (holder) holder.ending = true;
-  }
-
-  unlock(key: string): void {
-    const holder = this.#held.get(key);
-    this.#held.delete(key);
-    holder?.waiters.forEach((wake) => wake());
   }
 }
 
@@ -107,22 +112,17 @@ export class Partials {
    * file is touched, so that a sweep cannot race us. `release` undoes both.
    */
   async reserve(target: string, segments: readonly string[], size: number, shown: string): Promise<Reservation> {
-    if (!(await this.#locks.lockWhenFree(target))) throw new FerryError('busy', `Cannot upload ${shown}: another upload of it is in progress`);
     const key = `${createHash('sha256').update(joinVirtual(segments)).digest('hex')}-${size}`;
     const partial = join(this.dir, `${key}.part`);
     const sidecar = join(this.dir, `${key}.json`);
+    const hold = await this.#locks.takeWhenFree(target, () => this.#active.delete(partial));
+    if (hold === null) throw new FerryError('busy', `Cannot upload ${shown}: another upload of it is in progress`);
     this.#active.add(partial);
-    let held = true;
     return {
       partial,
       sidecar,
-      release: () => {
-        if (!held) return;
-        held = false;
-        this.#locks.unlock(target);
-        this.#active.delete(partial);
-      },
-      ending: () => held && this.#locks.ending(target),
+      release: hold,
+      ending: hold.ending,
       writeSidecar: () => writeFile(sidecar, `${JSON.stringify({ path: joinVirtual(segments), size, created: Date.now() })}\n`, { mode: 0o600 }),
     };
   }

@@ -159,7 +159,8 @@ export class LocalStorage implements Storage {
         // so nothing of ferry's can create it in between, and a plain rename stays atomic across a crash
         // (a link + unlink would leave the file under both names if the server died between the two).
         const key = join(dstDir.real, dstName);
-        if (!overwrite && !this.#locks.lock(key)) throw new FerryError('busy', `Cannot rename to ${shownTo}: an upload of it is in progress`);
+        const hold = overwrite ? null : this.#locks.take(key);
+        if (!overwrite && hold === null) throw new FerryError('busy', `Cannot rename to ${shownTo}: an upload of it is in progress`);
         try {
           const dstInfo = await this.#home.lstatConfined(dst, verb, shownTo);
           if (dstInfo !== null && !overwrite) throw new FerryError('exists', `Cannot rename to ${shownTo}: it exists`);
@@ -167,7 +168,7 @@ export class LocalStorage implements Storage {
         } catch (err) {
           throw fail(err, verb, shownTo);
         } finally {
-          if (!overwrite) this.#locks.unlock(key);
+          hold?.();
         }
       });
     });

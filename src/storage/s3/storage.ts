@@ -368,33 +368,30 @@ export class S3Storage implements Storage {
   /**
    * One upload (or rename without overwrite) per target at a time in this server, and with shared leases (several
    * servers on one store) in all of them: `busy` otherwise — after waiting a while for an upload of it in this server
-   * that is ending (NameLocks.lockWhenFree; one on another server is not waited for). Idempotent release.
+   * that is ending (NameLocks.takeWhenFree; one on another server is not waited for). The hold lets go once.
    */
   async #lock(segments: readonly string[], shown: string): Promise<NameHold> {
     const key = this.#home.key(segments);
-    if (!(await this.#locks.lockWhenFree(key))) throw new FerryError('busy', `Cannot upload ${shown}: an upload of it is in progress`);
     const leases = this.#leases;
     let token: string | null = null;
+    const giveLease = () => {
+      if (leases !== null && token !== null) leases.give(key, token).catch(() => {}); // a lease left behind ends with its server
+    };
+    const hold = await this.#locks.takeWhenFree(key, giveLease);
+    if (hold === null) throw new FerryError('busy', `Cannot upload ${shown}: an upload of it is in progress`);
     if (leases !== null) {
       try {
         token = await leases.take(key);
       } catch (err) {
-        this.#locks.unlock(key);
+        hold();
         throw err;
       }
       if (token === null) {
-        this.#locks.unlock(key);
+        hold();
         throw new FerryError('busy', `Cannot upload ${shown}: an upload of it is in progress on another server`);
       }
     }
-    let held = true;
-    const release = () => {
-      if (!held) return;
-      held = false;
-      this.#locks.unlock(key);
-      if (leases !== null && token !== null) leases.give(key, token).catch(() => {}); // a lease left behind ends with its server
-    };
-    return Object.assign(release, { ending: () => held && this.#locks.ending(key) });
+    return hold;
   }
 }
 

@@ -313,7 +313,7 @@ export class S3Upload implements Upload {
    * the part being filled is stored first when it is large enough to be a part; a file stored whole keeps nothing.
    */
   async abort(keepPartial: boolean): Promise<void> {
-    this.#release.ending(); // a new upload of the target waits for this one to let go (NameLocks.lockWhenFree)
+    this.#release.ending(); // a new upload of the target waits for this one to let go (NameLocks.takeWhenFree)
     try {
       if (keepPartial && this.#checkpoints !== null && !this.#done) {
         await Promise.all(this.#inFlight);
