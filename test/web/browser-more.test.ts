@@ -1,6 +1,7 @@
 // More of the page in a real browser (Debian's Chromium, headless, playwright-core) against real `ferry serve` children
 // (from source, dist/ferry or Deno: FERRY_BIN), each checked on the server's disk and in the page: the quota line and
-// an upload the quota refuses; Cancel of a large upload in progress; files and a folder dropped on the page; an
+// an upload the quota refuses; Cancel of a large upload in progress; the same file chosen in a second tab while the
+// first uploads it (busy, waited for, then resumed); files and a folder dropped on the page; an
 // upload whose connections are cut mid-way, resumed by logging in again and choosing the file again, with no reload.
 // The browser reaches the plain server through a TCP relay in this process (below): it can slow the browser's bytes
 // (so "while in progress" does not depend on this machine's speed) and cut every connection at once, as a network
@@ -21,6 +22,7 @@ import { Relay } from './relay.ts';
 declare const document: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 declare const DataTransfer: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 declare const File: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+declare const navigator: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const CHROMIUM = '/usr/bin/chromium';
 const MiB = 1024 * 1024;
@@ -83,9 +85,17 @@ t.after(async () => {
   if (started.work) cleanup(started.work);
 });
 
-/** A page of the server at `port`; what it throws uncaught is collected in `errors` (each test expects none). */
-async function open(b: BrowserContext, port: number): Promise<{ page: Page; errors: string[] }> {
+/**
+ * A page of the server at `port`; what it throws uncaught is collected in `errors` (each test expects none). With
+ * `deviceMemoryGiB`, the page is told the device has that much memory (navigator.deviceMemory), which decides whether
+ * it hashes a file whole or streamed (src/web/page/budget.ts).
+ */
+async function open(b: BrowserContext, port: number, deviceMemoryGiB?: number): Promise<{ page: Page; errors: string[] }> {
   const page = await b.newPage();
+  if (deviceMemoryGiB !== undefined) {
+    // (No function inside: tsx names nested functions with a helper the page does not have.)
+    await page.addInitScript((gib: number) => Object.defineProperty(navigator, 'deviceMemory', { value: gib }), deviceMemoryGiB);
+  }
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(`https://127.0.0.1:${port}/`);
@@ -219,6 +229,39 @@ testWhen(t, missing, 'Cancel a large upload in progress: the page says cancelled
   await page.close();
 });
 
+testWhen(t, missing, 'the same file chosen in a second tab while the first still uploads it: the second waits (busy, tried again), then resumes from what the first left when its tab closed', async () => {
+  const { plain: s, relay, browser: b, work: w } = await setUp();
+  const big = randomBytes(64 * MiB);
+  const file = join(w, 'two-tabs.bin');
+  writeFileSync(file, big);
+  const first = await open(b, relay.port);
+  await enter(first.page, 'tess', 'password-tess', 'Sign up');
+  const second = await open(b, s.port); // straight to the server: only the first tab's bytes are slowed
+  await enter(second.page, 'tess', 'password-tess', 'Log in');
+  relay.rate = 4 * MiB; // 16 s for the whole file: the first tab is still sending when the second is refused
+  try {
+    await first.page.setInputFiles('#pick-files', file);
+    await progressPast(first.page, 0.05);
+    await second.page.setInputFiles('#pick-files', file);
+    await second.page.waitForSelector('text=another upload of this file is in progress; trying again in', { timeout: 15_000 });
+    await s.waitFor(/tess\] UPLD two-tabs\.bin: busy/);
+    // The first tab goes (closed, as a user closes it): the server keeps its part for a resume, and lets the name go.
+    await first.page.close();
+  } finally {
+    relay.rate = Infinity;
+  }
+  await second.page.waitForSelector('text=1 of 1 file uploaded', { timeout: 120_000 });
+  const text = (await second.page.locator('.job').last().textContent()) ?? '';
+  const resumedAt = Number(/resumed at (\d+) bytes/.exec(text)?.[1]);
+  assert.ok(resumedAt > 0 && resumedAt < big.length, `the second tab resumed from the first one's part: ${text}\n--- the server said:\n${s.output().slice(-3000)}`);
+  assert.match(text, new RegExp(`sha256 verified ${sha(big).slice(0, 12)}`));
+  assert.is(sha(await stored(s, 'tess', 'two-tabs.bin')), sha(big), 'the whole file, right, on the server');
+  assert.equal(await partialsOf(s, 'tess'), [], 'nothing left in progress');
+  assert.equal(first.errors, []);
+  assert.equal(second.errors, []);
+  await second.page.close();
+});
+
 testWhen(t, missing, 'drag and drop: a folder and a file from disk (a real drag), files made in the page into a subfolder; the right bytes land', async () => {
   const { plain: s, browser: b, work: w } = await setUp();
   const dir = join(w, 'drop');
@@ -275,13 +318,17 @@ testWhen(t, missing, 'drag and drop: a folder and a file from disk (a real drag)
   await page.close();
 });
 
-/** Signs `user` up on the plain server (through the relay), starts a 96 MiB upload slowed down, and `cut`s at 20%. */
-async function cutMidUpload(user: string, name: string, cut: (relay: Relay) => void) {
+/**
+ * Signs `user` up on the plain server (through the relay), starts a 96 MiB upload slowed down, and `cut`s at 20%. On a
+ * device that says it has `deviceMemoryGiB` (as `open`; 96 MiB is hashed whole from 0.75 GiB on).
+ */
+async function cutMidUpload(user: string, name: string, cut: (relay: Relay) => void, deviceMemoryGiB?: number) {
   const { plain: s, relay, browser: b, work: w } = await setUp();
   const big = randomBytes(96 * MiB);
   const file = join(w, name);
   writeFileSync(file, big);
-  const { page, errors } = await open(b, relay.port);
+  const { page, errors } = await open(b, relay.port, deviceMemoryGiB);
+  if (deviceMemoryGiB !== undefined) assert.is(await page.evaluate(() => navigator.deviceMemory as number), deviceMemoryGiB, 'the page is told the memory');
   await enter(page, user, `password-${user}`, 'Sign up');
   relay.rate = 16 * MiB;
   try {
@@ -294,11 +341,16 @@ async function cutMidUpload(user: string, name: string, cut: (relay: Relay) => v
   return { s, big, file, page, errors };
 }
 
-testWhen(t, missing, 'every connection cut mid-upload: the page says so and how to go on, log in again, choose the file again, it resumes (no reload)', async () => {
-  const { s, big, file, page, errors } = await cutMidUpload('remy', 'resume.bin', (relay) => {
-    assert.ok(relay.connections > 0);
-    relay.cut();
-  });
+testWhen(t, missing, 'every connection cut mid-upload: the page says so and how to go on, log in again, choose the file again, it resumes (no reload); on a device with little memory (hashed streamed)', async () => {
+  const { s, big, file, page, errors } = await cutMidUpload(
+    'remy',
+    'resume.bin',
+    (relay) => {
+      assert.ok(relay.connections > 0);
+      relay.cut();
+    },
+    0.5, // 96 MiB is more than 0.5 GiB / 8: streamed through hash-wasm, the part on the server hashed in chunks
+  );
   // The page notices at once (no reload): the log-in screen, with what happened and what to do.
   await page.waitForSelector('#user', { timeout: 10_000 });
   await page.waitForSelector('text=Disconnected', { timeout: 10_000 });

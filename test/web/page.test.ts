@@ -5,6 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HEADER_SIZE, PREAMBLE, PROTOCOL_VERSION } from '../../src/protocol/frame.ts';
 import * as page from '../../src/web/page/constants.ts';
+import { fitsWhole } from '../../src/web/page/budget.ts';
 import { ASSETS } from '../../src/web/assets.ts';
 import { DownloadLinks } from '../../src/web/links.ts';
 
@@ -19,6 +20,16 @@ t('the page speaks the protocol version, preamble and header size of src/protoco
   assert.is(page.PROTOCOL_VERSION, PROTOCOL_VERSION);
   assert.equal([...page.PREAMBLE], [...PREAMBLE]);
   assert.is(page.HEADER_SIZE, HEADER_SIZE);
+});
+
+t('a file is hashed whole when twice its size is at most a quarter of the memory the browser says the device has', () => {
+  const GiB = 1024 ** 3;
+  assert.ok(fitsWhole(GiB, 8));
+  assert.not.ok(fitsWhole(GiB + 1, 8));
+  assert.ok(fitsWhole(GiB / 4, undefined), 'not told: 2 GiB assumed');
+  assert.not.ok(fitsWhole(GiB / 4 + 1, undefined));
+  assert.ok(fitsWhole(32 * 1024 ** 2, 0.25));
+  assert.not.ok(fitsWhole(64 * 1024 ** 2, 0.25));
 });
 
 t('assets: the page, its script and style by content-named paths, nothing from elsewhere', () => {

@@ -1,13 +1,19 @@
 /**
- * Streaming SHA-256 states by id (hash-wasm: WebCrypto has no streaming digest), driven by messages. It runs in a Web
- * Worker (hash-worker.ts), so the page's thread goes on reading the file while the worker hashes (the two overlap: the
- * hashing alone is the slowest part of an upload from the page), and in the page itself if no worker can start.
+ * SHA-256 for uploads, driven by messages: streaming states by id (hash-wasm: WebCrypto has no streaming digest), and
+ * the digest of a whole file at once by WebCrypto (`whole`: the browser's native SHA-256, several times faster than
+ * hash-wasm's, but it needs all the bytes in memory). It runs in a Web Worker (hash-worker.ts), so the page's thread
+ * goes on reading the file while the worker hashes (the two overlap: the hashing alone is the slowest part of an
+ * upload from the page), and in the page itself if no worker can start.
  */
 import { createSHA256, type IHasher } from 'hash-wasm';
 
-/** What the page asks: `update` carries bytes (transferred, not copied); `peek` is the digest so far, the state kept. */
+/**
+ * What the page asks: `update` carries bytes (transferred, not copied); `peek` is the digest so far, the state kept;
+ * `whole` is the digest of all of `blob` (read into memory), answered as `digest` with its `seq`.
+ */
 export type HashRequest =
   | { t: 'update'; id: number; bytes: ArrayBuffer }
+  | { t: 'whole'; id: number; seq: number; blob: Blob }
   | { t: 'peek'; id: number; seq: number }
   | { t: 'reset'; id: number }
   | { t: 'drop'; id: number };
@@ -23,6 +29,14 @@ export class HashCore {
   constructor(private readonly reply: (r: HashReply) => void) {}
 
   handle(req: HashRequest): void {
+    if (req.t === 'whole') {
+      // Not in turn with the streaming states: the other uploads' chunks go on being hashed meanwhile.
+      wholeDigest(req.blob).then(
+        (hex) => this.reply({ t: 'digest', id: req.id, seq: req.seq, hex }),
+        (err: unknown) => this.reply({ t: 'error', id: req.id, message: String((err as Error)?.message ?? err) }),
+      );
+      return;
+    }
     this.#tail = this.#tail.then(() => this.#run(req)).catch((err: unknown) => this.reply({ t: 'error', id: req.id, message: String((err as Error)?.message ?? err) }));
   }
 
@@ -41,6 +55,7 @@ export class HashCore {
       this.#states.delete(req.id);
       return;
     }
+    if (req.t === 'whole') return; // handled at once (handle)
     const h = await this.#state(req.id);
     if (req.t === 'update') {
       h.update(new Uint8Array(req.bytes));
@@ -54,4 +69,10 @@ export class HashCore {
       this.reply({ t: 'digest', id: req.id, seq: req.seq, hex });
     }
   }
+}
+
+/** The SHA-256 (hex) of all of `blob`, by WebCrypto: the blob is read into memory, and WebCrypto copies it once more. */
+async function wholeDigest(blob: Blob): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer()));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }

@@ -1,7 +1,8 @@
 /**
- * The SHA-256 of an upload, computed off the page's thread: bytes go to one Web Worker for the whole page (its
- * hash-wasm code stays compiled and hot from file to file), a few chunks ahead, while the page reads the next ones.
- * If the worker cannot start, the same code runs in the page.
+ * The SHA-256 of an upload, computed off the page's thread, in one Web Worker for the whole page: either streamed (bytes
+ * go to the worker a few chunks ahead while the page reads the next ones; its hash-wasm code stays compiled and hot
+ * from file to file) or of a whole file at once (`whole`: the worker reads it and WebCrypto hashes it). If the worker
+ * cannot start, the same code runs in the page.
  */
 import { HashCore, type HashReply, type HashRequest } from './hash-core.ts';
 
@@ -43,6 +44,7 @@ function openChannel(): Channel {
 }
 
 let nextId = 1;
+
 
 /**
  * One streaming SHA-256.
@@ -92,12 +94,26 @@ export class UploadHasher {
   }
 
   /** The digest (hex) of everything handed over so far; the state is kept, so more may follow. */
-  async digest(): Promise<string> {
+  digest(): Promise<string> {
+    return this.#answer((seq) => ({ t: 'peek', id: this.#id, seq }));
+  }
+
+  /**
+   * The digest (hex) of all of `blob` at once, by the browser's native SHA-256 (WebCrypto): the blob is read into
+   * memory, and WebCrypto copies it, so a file takes about twice its size for a moment (see budget.ts). Separate
+   * from the streaming state.
+   */
+  whole(blob: Blob): Promise<string> {
+    return this.#answer((seq) => ({ t: 'whole', id: this.#id, seq, blob }));
+  }
+
+  /** Sends the request made for a new sequence number and waits for the digest answered to it. */
+  async #answer(request: (seq: number) => HashRequest): Promise<string> {
     if (this.#error) throw this.#error;
     const seq = ++this.#seq;
     const got: { hex?: string } = {};
     this.#digests.set(seq, (hex) => (got.hex = hex));
-    this.#channel.post({ t: 'peek', id: this.#id, seq });
+    this.#channel.post(request(seq));
     while (got.hex === undefined && !this.#error) await this.#changed();
     this.#digests.delete(seq);
     if (got.hex === undefined) throw this.#error ?? new Error('No digest');

@@ -401,16 +401,50 @@ async function uploadDropped(data: DataTransfer | null, folder: string): Promise
 }
 
 /**
- * `uploadFile`, tried again (up to three times) when only the upload link's connection dropped while the session
- * lives on: each try resumes from what the server kept.
+ * How long the page waits before each new try of an upload refused `busy` (another upload of the same file holds it:
+ * one in another tab, or one the server (or another server behind the same balancer) is still putting away after a
+ * reload): about half a minute in all, then the refusal stands.
+ */
+const BUSY_WAITS_MS = [1000, 2000, 4000, 8000, 15000];
+
+/** Resolves after `ms`, or rejects `cancelled` as soon as `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cancelled = () => {
+      clearTimeout(timer);
+      reject(new FerryPageError('cancelled', 'Cancelled'));
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', cancelled);
+      resolve();
+    }, ms);
+    if (signal.aborted) cancelled();
+    else signal.addEventListener('abort', cancelled, { once: true });
+  });
+}
+
+/**
+ * `uploadFile`, tried again while the session lives on: up to three times when only the upload link's connection
+ * dropped, and after a pause while another upload of the same file holds it (`busy`, BUSY_WAITS_MS). Each try
+ * resumes from what the server kept.
  */
 async function uploadResuming(c: Connection, job: Job, options: Parameters<typeof uploadFile>[3]): Promise<UploadResult> {
-  for (let attempt = 1; ; attempt++) {
+  let lost = 0;
+  let busy = 0;
+  for (;;) {
     try {
       return await uploadFile(c, job.file, job.path, options);
     } catch (err) {
-      if (attempt >= 3 || c.closed || job.abort.signal.aborted || (err as FerryPageError).code !== 'connection_lost') throw err;
-      job.text.textContent = 'connection lost; resuming…';
+      const code = (err as FerryPageError).code;
+      if (c.closed || job.abort.signal.aborted) throw err;
+      if (code === 'connection_lost' && ++lost < 3) {
+        job.text.textContent = 'connection lost; resuming…';
+        continue;
+      }
+      const wait = code === 'busy' ? BUSY_WAITS_MS[busy++] : undefined;
+      if (wait === undefined) throw err;
+      job.text.textContent = `another upload of this file is in progress; trying again in ${Math.round(wait / 1000)} s…`;
+      await pause(wait, job.abort.signal);
     }
   }
 }

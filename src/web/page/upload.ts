@@ -1,11 +1,13 @@
 /**
  * One file from the browser to the server, as the CLI sends it (docs/protocol.md, put): the bytes in DATA frames,
- * then the SHA-256 of the whole file — hashed as the bytes go, with a streaming SHA-256 in a Web Worker (hasher.ts) —
- * so the server's verified commit applies unchanged and nothing becomes visible unless it matches. Files of
+ * then the SHA-256 of the whole file — hashed in a Web Worker (hasher.ts) as the bytes go: by the browser's native
+ * SHA-256 of the whole file where it fits in memory, else by a streaming SHA-256 as the file is read — so the server's
+ * verified commit applies unchanged and nothing becomes visible unless it matches. Files of
  * 1 MiB or more ask to resume: after a dropped connection or a reload, the same file chosen again continues from
  * what the server holds, once its SHA-256 of that part equals ours (hashed from the file, not trusted).
  */
 import { FerryPageError, type Connection, type Message } from './conn.ts';
+import { fitsWhole } from './budget.ts';
 import { UploadHasher } from './hasher.ts';
 
 /** The part of a file read and sent at a time (a DATA frame; at most the server's maxData). */
@@ -160,6 +162,10 @@ async function upload(
   // The bytes of a larger file go by an HTTPS PUT that the browser streams itself (a WebSocket is several times
   // slower in browsers); they enter the same session, and the same SHA-256 check ends the upload.
   const byLink = size >= LINK_FROM && conn.welcome.features.includes('link');
+  // Hashed whole by the browser's native SHA-256 (read into memory once the bytes go by link) where it fits; else
+  // streamed through hash-wasm as the file is read.
+  const whole = byLink && globalThis.crypto?.subtle !== undefined && fitsWhole(size, (navigator as Navigator & { deviceMemory?: number }).deviceMemory);
+  let sha256: string | null = null;
   const id = conn.newId();
   let offered: { offset: number; sha256: string } | null = null;
   let offerArrived: () => void = () => {};
@@ -203,10 +209,14 @@ async function upload(
       const o = offered as { offset: number; sha256: string } | null;
       if (o && o.offset > 0 && o.offset <= size) {
         options.onProgress({ sent: 0, size, resumedFrom: o.offset, phase: 'hashing' });
-        await readRange(file, 0, o.offset, (b) => hasher.update(b.buffer), cancelled, HASH_CHUNK);
-        // The state after our prefix is where the upload goes on from, if the server's prefix is the same.
-        if ((await hasher.digest()) === o.sha256) from = o.offset;
-        else hasher.reset();
+        if (whole) {
+          if ((await hasher.whole(file.slice(0, o.offset))) === o.sha256) from = o.offset;
+        } else {
+          await readRange(file, 0, o.offset, (b) => hasher.update(b.buffer), cancelled, HASH_CHUNK);
+          // The state after our prefix is where the upload goes on from, if the server's prefix is the same.
+          if ((await hasher.digest()) === o.sha256) from = o.offset;
+          else hasher.reset();
+        }
       }
       conn.follow(id, { t: 'from', offset: from });
     }
@@ -217,10 +227,12 @@ async function upload(
       // The browser sends the bytes; meanwhile the page hashes them (the same bytes: the same slice of the file). The
       // File itself, not a slice of it, when all of it goes: Chromium then lets its network process read the file,
       // where a slice is read by the browser's main process and piped over (about 6 s of CPU more per GiB, bench:web).
-      await Promise.all([
+      // The SHA-256 of a file that fits in memory is the browser's own, of the whole file at once (fitsWhole).
+      const [, digest] = await Promise.all([
         sendByLink(url, from === 0 ? file : file.slice(from), (loaded) => options.onProgress({ sent: from + loaded, size, resumedFrom: from, phase: 'sending' }), options.signal, () => failed),
-        readRange(file, from, size, (b) => hasher.update(b.buffer), cancelled, HASH_CHUNK),
+        whole ? hasher.whole(file) : readRange(file, from, size, (b) => hasher.update(b.buffer), cancelled, HASH_CHUNK).then(() => null),
       ]);
+      sha256 = digest;
     } else {
       await readRange(
         file,
@@ -238,7 +250,7 @@ async function upload(
       );
     }
     if (failed) throw failed;
-    conn.follow(id, { t: 'end', sha256: await hasher.digest() });
+    conn.follow(id, { t: 'end', sha256: sha256 ?? (await hasher.digest()) });
     options.onProgress({ sent: size, size, resumedFrom: from, phase: 'verifying' });
     const result = (await done) as UploadResult;
     return result;
