@@ -262,6 +262,25 @@ testWhen(t, missing, 'the same file chosen in a second tab while the first still
   await second.page.close();
 });
 
+testWhen(t, missing, 'three large files at once on a device with little memory (one hashed whole, the others streamed: they share the budget): all verified', async () => {
+  const { plain: s, browser: b, work: w } = await setUp();
+  const dir = join(w, 'three');
+  mkdirSync(dir, { recursive: true });
+  const files = ['one.bin', 'two.bin', 'three.bin'].map((name) => ({ name, bytes: randomBytes(40 * MiB) }));
+  for (const f of files) writeFileSync(join(dir, f.name), f.bytes);
+  // 0.5 GiB: 64 MiB of files hashed whole at a time (budget.ts); each is 40 MiB.
+  const { page, errors } = await open(b, s.port, 0.5);
+  await enter(page, 'tria', 'password-tria', 'Sign up');
+  await page.setInputFiles('#pick-files', files.map((f) => join(dir, f.name)));
+  await page.waitForSelector('text=3 of 3 files uploaded', { timeout: 60_000 });
+  for (const f of files) {
+    assert.is(sha(await stored(s, 'tria', f.name)), sha(f.bytes), f.name);
+    assert.match((await page.locator('.job', { hasText: f.name }).textContent()) ?? '', new RegExp(`sha256 verified ${sha(f.bytes).slice(0, 12)}`));
+  }
+  assert.equal(errors, []);
+  await page.close();
+});
+
 testWhen(t, missing, 'drag and drop: a folder and a file from disk (a real drag), files made in the page into a subfolder; the right bytes land', async () => {
   const { plain: s, browser: b, work: w } = await setUp();
   const dir = join(w, 'drop');

@@ -22,7 +22,7 @@ t('the page speaks the protocol version, preamble and header size of src/protoco
   assert.is(page.HEADER_SIZE, HEADER_SIZE);
 });
 
-t('a file is hashed whole when twice its size is at most a quarter of the memory the browser says the device has', () => {
+t('a file is hashed whole when twice its size (with the others being hashed whole) is at most a quarter of the memory the browser says the device has', () => {
   const GiB = 1024 ** 3;
   assert.ok(fitsWhole(GiB, 8));
   assert.not.ok(fitsWhole(GiB + 1, 8));
@@ -30,6 +30,8 @@ t('a file is hashed whole when twice its size is at most a quarter of the memory
   assert.not.ok(fitsWhole(GiB / 4 + 1, undefined));
   assert.ok(fitsWhole(32 * 1024 ** 2, 0.25));
   assert.not.ok(fitsWhole(64 * 1024 ** 2, 0.25));
+  assert.ok(fitsWhole(GiB / 2, 8, GiB / 2), 'files hashed whole at once share the budget');
+  assert.not.ok(fitsWhole(GiB / 2, 8, GiB / 2 + 1));
 });
 
 t('assets: the page, its script and style by content-named paths, nothing from elsewhere', () => {

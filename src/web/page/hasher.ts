@@ -125,8 +125,13 @@ export class UploadHasher {
     this.#channel.post({ t: 'reset', id: this.#id });
   }
 
+  /** Done with it: a digest still awaited (one the upload gave up on) ends with an error instead of waiting forever. */
   close(): void {
     this.#channel.post({ t: 'drop', id: this.#id });
     this.#channel.listeners.delete(this.#listener);
+    this.#error ??= new Error('The upload is over');
+    const wake = this.#wake;
+    this.#wake = [];
+    wake.forEach((w) => w());
   }
 }

@@ -17,6 +17,8 @@ const RESUME_FROM = 1024 * 1024;
 const HASH_CHUNK = 8 * 1024 * 1024;
 /** Files from this size on send their bytes by an upload link (when the server offers `link`). */
 const LINK_FROM = 256 * 1024;
+/** The bytes of the files being hashed whole, by every upload of the page together (budget.ts). */
+let hashingWhole = 0;
 
 /**
  * PUTs `body` to an upload link with XMLHttpRequest (it reports upload progress, which fetch does not), reporting the
@@ -164,7 +166,7 @@ async function upload(
   const byLink = size >= LINK_FROM && conn.welcome.features.includes('link');
   // Hashed whole by the browser's native SHA-256 (read into memory once the bytes go by link) where it fits; else
   // streamed through hash-wasm as the file is read.
-  const whole = byLink && globalThis.crypto?.subtle !== undefined && fitsWhole(size, (navigator as Navigator & { deviceMemory?: number }).deviceMemory);
+  const whole = byLink && globalThis.crypto?.subtle !== undefined && fitsWhole(size, (navigator as Navigator & { deviceMemory?: number }).deviceMemory, hashingWhole);
   let sha256: string | null = null;
   const id = conn.newId();
   let offered: { offset: number; sha256: string } | null = null;
@@ -202,6 +204,7 @@ async function upload(
   // The user's cancel reaches the server at once (the bytes by link stop after its answer: sendByLink).
   options.signal?.addEventListener('abort', () => failed === null && stop(), { once: true });
   let from = 0;
+  if (whole) hashingWhole += size; // given back when this upload ends (finally, below)
   try {
     if (resume) {
       await offer;
@@ -265,5 +268,8 @@ async function upload(
     if (!failed) stop();
     // What the server said wins; else a user's cancel is a cancel, whatever the link's request saw meanwhile.
     throw failed ?? (options.signal?.aborted ? new FerryPageError('cancelled', 'Cancelled') : err);
+  } finally {
+    // (A digest this upload no longer waits for may finish in the worker a moment later: one at most per upload.)
+    if (whole) hashingWhole -= size;
   }
 }
