@@ -33,11 +33,15 @@ export class HashCore {
       // Not in turn with the streaming states: the other uploads' chunks go on being hashed meanwhile.
       wholeDigest(req.blob).then(
         (hex) => this.reply({ t: 'digest', id: req.id, seq: req.seq, hex }),
-        (err: unknown) => this.reply({ t: 'error', id: req.id, message: String((err as Error)?.message ?? err) }),
+        (err: unknown) => this.#failed(req.id, err),
       );
       return;
     }
-    this.#tail = this.#tail.then(() => this.#run(req)).catch((err: unknown) => this.reply({ t: 'error', id: req.id, message: String((err as Error)?.message ?? err) }));
+    this.#tail = this.#tail.then(() => this.#run(req)).catch((err: unknown) => this.#failed(req.id, err));
+  }
+
+  #failed(id: number, err: unknown): void {
+    this.reply({ t: 'error', id, message: String((err as Error)?.message ?? err) });
   }
 
   async #state(id: number): Promise<IHasher> {
@@ -50,12 +54,12 @@ export class HashCore {
     return h;
   }
 
-  async #run(req: HashRequest): Promise<void> {
+  /** The requests that take their turn with the streaming states (`whole` does not: see handle). */
+  async #run(req: Exclude<HashRequest, { t: 'whole' }>): Promise<void> {
     if (req.t === 'drop') {
       this.#states.delete(req.id);
       return;
     }
-    if (req.t === 'whole') return; // handled at once (handle)
     const h = await this.#state(req.id);
     if (req.t === 'update') {
       h.update(new Uint8Array(req.bytes));

@@ -45,7 +45,6 @@ function openChannel(): Channel {
 
 let nextId = 1;
 
-
 /**
  * One streaming SHA-256.
  *
