@@ -135,6 +135,9 @@ export async function waitUntil(check: () => boolean, timeoutMs: number, what: s
  * Starts `ferry serve` on 127.0.0.1 (or `host`; null: ferry's default) with an OS-chosen port; resolves once it
  * prints its banner.
  */
+/** ferry serve's banner line (not, say, Node's "Debugger listening on ws://…" when the inspector is on). */
+const BANNER = /^listening on \S+:(\d+) \(/m;
+
 export async function startServer(options: { dataDir?: string; home?: string; args?: string[]; env?: Record<string, string>; host?: string | null; port?: number } = {}): Promise<ServerHandle> {
   const root = options.dataDir ? null : tempDir();
   const dataDir = options.dataDir ?? join(root as string, 'data');
@@ -147,12 +150,12 @@ export async function startServer(options: { dataDir?: string; home?: string; ar
   const child = startFerry(['serve', ...host, '--port', String(options.port ?? 0), '--data', dataDir, ...store, ...args], { env });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
-    await waitUntil(() => /listening on .*:(\d+)/.test(child.output()) && (/fingerprint SHA256:\S+/.test(child.output()) || /PLAIN TCP/.test(child.output())), 20_000, `server banner; got: ${child.output()}`);
+    await waitUntil(() => BANNER.test(child.output()) && (/fingerprint SHA256:\S+/.test(child.output()) || /PLAIN TCP/.test(child.output())), 20_000, `server banner; got: ${child.output()}`);
   } catch (err) {
     child.kill('SIGKILL');
     throw err;
   }
-  const port = Number(/listening on .*:(\d+)/.exec(child.output())?.[1]);
+  const port = Number(BANNER.exec(child.output())?.[1]);
   const fingerprint = /fingerprint (SHA256:\S+)/.exec(child.output())?.[1] ?? '';
   const handle: ServerHandle = {
     root,
