@@ -5,7 +5,10 @@
 // over the wire, time until the log-in form can be used). For scale, in the same runs, the two halves of the page's
 // upload done by Chromium alone: the PUT of the file to a bare sink, and the page's SHA-256 of the file (its own
 // hashing worker, fed as the page feeds it) with nothing sent.
-//   node scripts/bench/web.mjs [--size 1024] [--runs 3] [--write] [--bin PATH]   (MiB; --write updates docs/benchmarks.md)
+//   node scripts/bench/web.mjs [--size 1024] [--runs 3] [--write] [--bin PATH] [--device-memory GiB]
+// (MiB; --write updates docs/benchmarks.md; --device-memory tells the page that much memory (navigator.deviceMemory),
+// as Chromium on a small device would: 0.5 makes it stream the hash of a 1 GiB file through hash-wasm, the way it
+// hashes a file too large for memory, or any file over 128 MiB in a browser that does not say, such as Firefox.)
 // Uses --bin (another build, for an A/B), else dist/ferry when it exists (npm run build), else the sources through tsx. Needs /usr/bin/chromium.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -25,6 +28,8 @@ const opt = (name, fallback) => {
 const SIZE_MIB = opt('size', 1024);
 const RUNS = opt('runs', 3);
 const WRITE = args.includes('--write');
+const DEVICE_GIB = args.includes('--device-memory') ? opt('device-memory', NaN) : null;
+if (DEVICE_GIB !== null && !(DEVICE_GIB > 0)) throw new Error('--device-memory takes a number of GiB, such as 0.5');
 const BIN = args.includes('--bin') ? resolve(args[args.indexOf('--bin') + 1] ?? '') : null;
 const FERRY = BIN ? [BIN] : existsSync(join(ROOT, 'dist/ferry')) ? [join(ROOT, 'dist/ferry')] : [process.execPath, '--import', 'tsx', join(ROOT, 'src/main.ts')];
 const WORK = join(existsSync('/dev/shm') ? '/dev/shm' : '/tmp', `ferry-bench-web-${process.pid}`);
@@ -225,6 +230,7 @@ async function main() {
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--ignore-certificate-errors-spki-list=${spki}`],
   });
+  if (DEVICE_GIB !== null) await browser.addInitScript((gib) => Object.defineProperty(navigator, 'deviceMemory', { value: gib }), DEVICE_GIB);
   const page = await browser.newPage();
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Network.enable');
@@ -340,12 +346,12 @@ async function main() {
   const cpuLine = (how, label) => `| ${label} | ${cpuCell(how, 'server')} | ${cpuCell(how, 'browser')} | ${cpuCell(how, 'cli')} | ${cpuCell(how, 'bench')} | ${(median(of(how).map((r) => r.cpu.server + r.cpu.browser + r.cpu.cli + r.cpu.bench))).toFixed(2)} | ${(median(of(how).map((r) => r.ms)) / 1000 * 2).toFixed(2)} |`;
   const when = new Date().toISOString().replace(/:\d\d\.\d+Z$/, 'Z');
   const text = [
-    `Measured ${when} by \`node scripts/bench/web.mjs --size ${SIZE_MIB} --runs ${RUNS}\`, ${BIN ? `--bin ${BIN}` : FERRY[0].endsWith('dist/ferry') ? 'dist/ferry' : 'the sources (tsx)'}, server and browser on the same 2 vCPUs, loopback, files in /dev/shm. Load average before the benchmark started: ${idle.map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min); during it the load rises with the runs themselves, each of which keeps both vCPUs busy for seconds.`,
+    `Measured ${when} by \`node scripts/bench/web.mjs --size ${SIZE_MIB} --runs ${RUNS}${DEVICE_GIB !== null ? ` --device-memory ${DEVICE_GIB}` : ''}\`, ${BIN ? `--bin ${BIN}` : FERRY[0].endsWith('dist/ferry') ? 'dist/ferry' : 'the sources (tsx)'}, server and browser on the same 2 vCPUs, loopback, files in /dev/shm. Load average before the benchmark started: ${idle.map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min); during it the load rises with the runs themselves, each of which keeps both vCPUs busy for seconds.`,
     '',
     `| upload of ${SIZE_MIB} MiB | runs (alternated) | median s | min–max s | MiB/s (median) | load average at start |`,
     '|---|---|---|---|---|---|',
     line('cli', '`ferry connect` PUT'),
-    line('page', 'the page in Chromium (hashing in the page included)'),
+    line('page', `the page in Chromium (hashing in the page included${DEVICE_GIB !== null ? `; told the device has ${DEVICE_GIB} GiB, so it ${hashHow === 'whole' ? 'still hashes the file whole' : 'streams the hash'}` : ''})`),
     line('sink', 'for scale: Chromium alone, the same PUT to a bare HTTPS sink (no hashing, nothing stored)'),
     line('hash', `for scale: Chromium alone, the page's SHA-256 of the file (its hashing worker, ${hashHow === 'whole' ? 'the whole file at once, native' : 'streamed through hash-wasm'}; nothing sent)`),
     '',
@@ -368,9 +374,10 @@ async function main() {
   if (WRITE) {
     const doc = join(ROOT, 'docs/benchmarks.md');
     let md = readFileSync(doc, 'utf8');
-    const begin = '<!-- bench-web:begin -->';
-    const end = '<!-- bench-web:end -->';
-    if (!md.includes(begin)) md += `\n## The page against the CLI\n\n${begin}\n${end}\n`;
+    const mark = DEVICE_GIB === null ? 'bench-web' : 'bench-web-device-memory';
+    const begin = `<!-- ${mark}:begin -->`;
+    const end = `<!-- ${mark}:end -->`;
+    if (!md.includes(begin)) md += `\n## The page against the CLI${DEVICE_GIB === null ? '' : ', on a device that says it has little memory'}\n\n${begin}\n${end}\n`;
     md = md.replace(new RegExp(`${begin}[\\s\\S]*?${end}`), `${begin}\n${text}\n${end}`);
     writeFileSync(doc, md);
     log('wrote docs/benchmarks.md');
