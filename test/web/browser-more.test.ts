@@ -400,6 +400,32 @@ testWhen(t, missing, 'every connection cut mid-upload: the page says so and how 
   await page.close();
 });
 
+testWhen(t, missing, 'Log out, then at once in as someone else: the old connection, ending seconds later, does not throw the new session out', async () => {
+  const { plain: s, relay, browser: b } = await setUp();
+  const { page, errors } = await open(b, relay.port);
+  await enter(page, 'olga', 'password-olga', 'Sign up');
+  // Log out closes olga's connection; the server's answer to that close (and so the end of it in the page) is held
+  // back while pavel signs up on a new connection.
+  const held = relay.holdReplies(3000);
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.waitForSelector('#user');
+  await enter(page, 'pavel', 'password-pavel', 'Sign up');
+  assert.is((await page.textContent('.who'))?.trim(), 'pavel');
+  await held;
+  await s.waitFor(/olga\] Disconnected/);
+  await page.waitForTimeout(500);
+  assert.is(await page.locator('#user').count(), 0, `still logged in, not sent back to the log-in form: ${await statusOf(page)}`);
+  assert.is((await page.textContent('.who'))?.trim(), 'pavel');
+  assert.not.match(await statusOf(page), /Disconnected/);
+  // And the new session works: a folder made now is pavel's.
+  page.once('dialog', (d) => void d.accept('after-logout'));
+  await page.getByRole('button', { name: 'New folder' }).click();
+  await page.waitForSelector('text=Created folder after-logout');
+  assert.ok(await inHome(s, 'pavel', 'after-logout'));
+  assert.equal(errors, []);
+  await page.close();
+});
+
 testWhen(t, missing, 'only the upload link’s connection cut mid-upload: the session lives on and the page resumes by itself', async () => {
   const { s, big, page, errors } = await cutMidUpload('lina', 'link-cut.bin', (relay) => {
     assert.ok(relay.connections >= 2, 'the WebSocket and the link are separate connections');

@@ -71,6 +71,20 @@ export class Relay {
     busiest?.upstream.destroy();
   }
 
+  /**
+   * For the connections open now, what the server sends (its end too: a paused socket does not read it) is held back
+   * for `ms`, then goes on (resolves then). Connections made meanwhile are not held.
+   */
+  async holdReplies(ms: number): Promise<void> {
+    const held = [...this.#pairs];
+    for (const { client, upstream } of held) {
+      upstream.unpipe(client);
+      upstream.pause();
+    }
+    await new Promise((r) => setTimeout(r, ms));
+    for (const { client, upstream } of held) upstream.pipe(client);
+  }
+
   /** Drops every connection through the relay, both ways, at once. */
   cut(): void {
     for (const s of this.#sockets) s.destroy();

@@ -86,9 +86,13 @@ let conn: Connection | null = null;
 
 async function connection(): Promise<Connection> {
   if (conn && !conn.closed) return conn;
-  conn = await Connection.open();
-  if (!conn.welcome.features.includes('link')) say('This server does not offer download links: downloads need the ferry client', 'error');
-  conn.onClose((err) => {
+  const opened = await Connection.open();
+  conn = opened;
+  if (!opened.welcome.features.includes('link')) say('This server does not offer download links: downloads need the ferry client', 'error');
+  opened.onClose((err) => {
+    // A connection the page let go (Log out) ends later, when the server has answered its close: by then the user may
+    // be logged in again on a new one, which its end must not throw out.
+    if (conn !== opened) return;
     if (account) say(`Disconnected: ${describe(err)}. Log in again to go on; an interrupted upload resumes when you choose the file again.`, 'error');
     account = null;
     showLogin();
