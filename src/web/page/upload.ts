@@ -229,7 +229,8 @@ async function upload(
       if (failed || url === null) throw failed ?? new FerryPageError('internal', 'No upload address');
       // The browser sends the bytes; meanwhile the page hashes them (the same bytes: the same slice of the file). The
       // File itself, not a slice of it, when all of it goes: Chromium then lets its network process read the file,
-      // where a slice is read by the browser's main process and piped over (about 6 s of CPU more per GiB, bench:web).
+      // where a slice is read by the browser's main process and piped over (0.7 s of CPU more per GiB on a quiet host,
+      // 6 s on a loaded one: docs/benchmarks.md).
       // The SHA-256 of a file that fits in memory is the browser's own, of the whole file at once (fitsWhole).
       const [, digest] = await Promise.all([
         sendByLink(url, from === 0 ? file : file.slice(from), (loaded) => options.onProgress({ sent: from + loaded, size, resumedFrom: from, phase: 'sending' }), options.signal, () => failed),
