@@ -242,7 +242,11 @@ export class FerryServer {
                 proxied.set(key, peer);
                 raw.once('close', () => proxied.delete(key));
                 if (tlsServer) tlsServer.emit('connection', raw);
-                else onSocket(raw);
+                else {
+                  onSocket(raw);
+                  // readProxyHeader left it paused, so that nothing it gave back was lost; the session reads it now.
+                  if (!raw.destroyed) raw.resume();
+                }
               },
               (err: Error) => {
                 this.log.info(`[${host}] refused: ${err.message}`);
