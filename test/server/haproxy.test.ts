@@ -49,4 +49,31 @@ testWhen(t, missing, 'the client\'s own address and port reach the session line 
   }
 });
 
+testWhen(t, missing, 'plain TCP (--insecure) through the balancer: the bytes after the PROXY header reach the session, at once', async () => {
+  // readProxyHeader leaves the socket paused; a TLS socket resumed it, the plain session did not (a handshake time-out).
+  const server = await startServer({ args: ['--insecure', '--proxy-protocol', '127.0.0.1/32'] });
+  const dir = tempDir('ferry-haproxy-');
+  const ha = join(dir, 'ha');
+  try {
+    const started = execFileSync('bash', [SCRIPT, 'start', ha, String(server.port)], { encoding: 'utf8' });
+    const port = Number(/HAPROXY_PORT=(\d+)/.exec(started)?.[1]);
+    await new Promise((r) => setTimeout(r, 1200));
+    const begun = Date.now();
+    const r = await runFerry(['connect', `127.0.0.1:${port}`, '--user', 'plain_user', '--insecure', '--signup'], {
+      input: 'LIST\n',
+      env: childEnv(server.home, { FERRY_PASSWORD: 'password1' }),
+      timeoutMs: 30_000,
+    });
+    assert.is(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /Total directory size: 0 bytes/);
+    // Not after the balancer's 5 s wait for a TLS hello, nor the server's handshake time-out.
+    assert.ok(Date.now() - begun < 4000, `took ${Date.now() - begun} ms`);
+    await server.waitFor(/\[#\d+ 127\.0\.0\.1:\d+ plain_user\] Signed up user: plain_user/);
+  } finally {
+    execFileSync('bash', [SCRIPT, 'stop', ha]);
+    await server.dispose();
+    cleanup(dir);
+  }
+});
+
 t.run();
