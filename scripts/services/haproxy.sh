@@ -9,7 +9,8 @@
 #   scripts/services/haproxy.sh stop DIR                SIGTERM to the PID it recorded (SIGKILL after 5 s)
 #
 # Pitfalls met: health checks begin before the backends are up (expect DOWN then UP in DIR/haproxy.log, ~1 s);
-# transfers need long client/server timeouts (1 h idle here); a backend behind `send-proxy-v2` must read the header.
+# transfers need long client/server timeouts (1 h idle here); a backend behind `send-proxy-v2` must read the header;
+# a browser's connections must all reach one server (the page's links): they go to a backend that sticks by address.
 set -euo pipefail
 cmd=${1:-}
 DIR=${2:-}
@@ -37,9 +38,14 @@ start() {
     echo "    timeout connect 2s"
     echo "    timeout client 1h"
     echo "    timeout server 1h"
+    echo "    option redispatch"
     echo "frontend ferry_in"
     echo "    bind 127.0.0.1:$port"
-    echo "    default_backend ferry_servers"
+    # The ClientHello tells a ferry client (ALPN ferry/1, or none) from a browser (http/1.1, h2): TLS stays whole.
+    echo "    tcp-request inspect-delay 5s"
+    echo "    tcp-request content accept if { req.ssl_hello_type 1 }"
+    echo "    use_backend ferry_servers if { req.ssl_alpn ferry/1 } || !{ req.ssl_alpn -m found }"
+    echo "    default_backend ferry_web"
     echo "backend ferry_servers"
     echo "    balance leastconn"
     echo "    default-server check inter 500ms fall 2 rise 1 send-proxy-v2 check-send-proxy"
@@ -47,6 +53,19 @@ start() {
     for p in "$@"; do
       [[ "$p" =~ ^[0-9]+$ ]] || die "not a port: $p"
       echo "    server s$i 127.0.0.1:$p"
+      i=$((i + 1))
+    done
+    # A browser's connections (the page, its WebSocket, its upload and download links) must reach one server: a link
+    # is served by the server whose session made it. They stick by the client's address (to another server when
+    # that one is down).
+    echo "backend ferry_web"
+    echo "    balance leastconn"
+    echo "    stick-table type ip size 100k expire 1h"
+    echo "    stick on src"
+    echo "    default-server send-proxy-v2"
+    i=1
+    for p in "$@"; do
+      echo "    server s$i 127.0.0.1:$p track ferry_servers/s$i"
       i=$((i + 1))
     done
   } >"$DIR/haproxy.cfg"

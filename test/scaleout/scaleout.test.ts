@@ -1,89 +1,33 @@
-// Several ferry servers as one: two `ferry serve` processes sharing one PostgreSQL database (a fresh database on the
-// DATABASE_URL server) and one object store (a fresh bucket in the S3_ENDPOINT store), behind a real HAProxy with
-// send-proxy-v2, driven by the real ferry CLI. Direct connections to one server go over ::1 (the servers listen on
-// every address and only 127.0.0.1, the balancer, must send a PROXY header).
-import { execFileSync, spawnSync } from 'node:child_process';
+// Several ferry servers as one (./cluster.ts: two `ferry serve` processes, one PostgreSQL database, one object store,
+// a real HAProxy), driven by the real ferry CLI.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { hashTree, makeTree } from '../batch/e2e-helpers.ts';
-import { dbMissing, freshDatabase, type TestDatabase } from '../db/pg.ts';
-import { childEnv, cleanup, ROOT, runFerry, startFerry, startServer, tempDir, waitUntil, type RunResult, type ServerHandle } from '../e2e/harness.ts';
-import { closeStore, openStore, storeMissing, type TestStore } from '../s3/store.ts';
+import { childEnv, runFerry, startFerry, waitUntil, type RunResult, type ServerHandle } from '../e2e/harness.ts';
 import { testWhen } from '../skip.ts';
+import { clusterMissing, startCluster, startMember, stopCluster, type Cluster } from './cluster.ts';
 
 const t = suite('several servers behind HAProxy, one database, one object store');
-const HAPROXY = join(ROOT, 'scripts/services/haproxy.sh');
-const missing = () =>
-  dbMissing() ??
-  storeMissing() ??
-  (spawnSync('sh', ['-c', 'command -v haproxy'], { stdio: 'ignore' }).status === 0 ? null : 'no haproxy: run `scripts/services/haproxy.sh install` as root');
-const when = (name: string, body: () => Promise<void>) => testWhen(t, missing, name, body);
+const when = (name: string, body: () => Promise<void>) => testWhen(t, clusterMissing, name, body);
 
-interface Cluster {
-  db: TestDatabase;
-  store: TestStore;
-  dir: string;
-  servers: ServerHandle[];
-  ha: string;
-  haPort: number;
-  config: string;
-}
 let cluster: Cluster | null = null;
 
 const QUOTA_BYTES = 1024 * 1024;
 
-function serverArgs(c: Pick<Cluster, 'db' | 'store' | 'config'>): string[] {
-  return [
-    '--db', c.db.url,
-    '--storage', `s3://${c.store.bucket}/cluster`,
-    '--s3-endpoint', c.store.endpoint,
-    '--proxy-protocol', '127.0.0.1/32',
-    '--config', c.config,
-  ];
-}
-
-async function startOne(c: Pick<Cluster, 'db' | 'store' | 'config' | 'dir'>, name: string, home: string, port = 0): Promise<ServerHandle> {
-  return startServer({
-    dataDir: join(c.dir, name),
-    home,
-    host: null,
-    port,
-    args: serverArgs(c),
-    env: { ...c.store.env },
-  });
-}
-
-/** The cluster, started once for the file: two servers, then HAProxy in front of them. */
+/** The cluster, started once for the file: two servers with the quota plugin, then HAProxy in front of them. */
 async function up(): Promise<Cluster> {
-  if (cluster) return cluster;
-  const dir = tempDir('ferry-scaleout-');
-  const db = await freshDatabase();
-  const store = await openStore();
-  const config = join(dir, 'ferry.yaml');
-  writeFileSync(config, `plugins:\n  - name: quota\n    options:\n      users:\n        quota_user: { maxBytes: ${QUOTA_BYTES} }\n`);
-  const home = tempDir('ferry-home-');
-  const partial = { db, store, config, dir };
-  // Both at once: one migrates and makes the identity, the other waits and loads it.
-  const servers = await Promise.all([startOne(partial, 'a', home), startOne(partial, 'b', home)]);
-  const ha = join(dir, 'ha');
-  const started = execFileSync('bash', [HAPROXY, 'start', ha, ...servers.map((s) => String(s.port))], { encoding: 'utf8' });
-  const haPort = Number(/HAPROXY_PORT=(\d+)/.exec(started)?.[1]);
-  await waitUntil(() => (readFileSync(join(ha, 'haproxy.log'), 'utf8').match(/ is UP/g) ?? []).length >= 2 || !/ is DOWN/.test(readFileSync(join(ha, 'haproxy.log'), 'utf8')), 5000, 'HAProxy to see both servers up');
-  cluster = { db, store, dir, servers, ha, haPort, config };
+  cluster ??= await startCluster({
+    prefix: 'scaleout',
+    config: `plugins:\n  - name: quota\n    options:\n      users:\n        quota_user: { maxBytes: ${QUOTA_BYTES} }\n`,
+  });
   return cluster;
 }
 
 t.after(async () => {
-  if (!cluster) return;
-  const c = cluster;
-  spawnSync('bash', [HAPROXY, 'stop', c.ha]);
-  for (const s of c.servers) await s.dispose();
-  await c.db.drop().catch(() => {});
-  await closeStore(c.store).catch(() => {});
-  cleanup(c.dir);
+  if (cluster) await stopCluster(cluster);
 });
 
 /** `ferry connect` to one server directly (over ::1), or through the balancer. */
@@ -253,7 +197,7 @@ when('a 500-file batch through the balancer while one server is SIGKILLed midway
     assert.equal(got, want);
     // Restart the killed server on its port, for any test after this one.
     const idx = c.servers.indexOf(victim);
-    c.servers[idx] = await startOne(c, idx === 0 ? 'a' : 'b', victim.home, victim.port);
+    c.servers[idx] = await startMember(c, idx === 0 ? 'a' : 'b', victim.home, victim.port);
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
   }
