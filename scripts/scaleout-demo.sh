@@ -78,7 +78,7 @@ echo "   balancer    127.0.0.1:$HA  (log: $DIR/haproxy/haproxy.log)"
 if ((CHECK == 0)); then
   say "Ready. In another terminal:"
   echo "   ferry connect 127.0.0.1:$HA --fingerprint $FP          (SIGNUP, then PUT, LIST, RDLOG...)"
-  echo "   or open https://127.0.0.1:$HA/ in a browser (the page; compare the certificate's fingerprint with $FP)"
+  echo "   or open https://127.0.0.1:$HA/ in a browser: the page (its certificate's SHA-256 is in $DIR/server1.log, as a browser shows it)"
   echo "   ferry user add NAME --admin --db '$DB'"
   echo "   kill -9 ${PIDS[0]}    # server 1 dies: connect again, you land on another, with everything there"
   echo "Ctrl-C stops everything."
