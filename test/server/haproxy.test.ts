@@ -49,7 +49,7 @@ testWhen(t, missing, 'the client\'s own address and port reach the session line 
   }
 });
 
-testWhen(t, missing, 'plain TCP (--insecure) through the balancer: the bytes after the PROXY header reach the session, at once', async () => {
+testWhen(t, missing, 'plain TCP (--insecure) through the balancer: the bytes after the PROXY header reach the session, at once; health checks are not logged', async () => {
   // readProxyHeader leaves the socket paused; a TLS socket resumed it, the plain session did not (a handshake time-out).
   const server = await startServer({ args: ['--insecure', '--proxy-protocol', '127.0.0.1/32'] });
   const dir = tempDir('ferry-haproxy-');
@@ -69,6 +69,11 @@ testWhen(t, missing, 'plain TCP (--insecure) through the balancer: the bytes aft
     // Not after the balancer's 5 s wait for a TLS hello, nor the server's handshake time-out.
     assert.ok(Date.now() - begun < 4000, `took ${Date.now() - begun} ms`);
     await server.waitFor(/\[#\d+ 127\.0\.0\.1:\d+ plain_user\] Signed up user: plain_user/);
+    // The balancer's health checks (every 500 ms) are not logged as connections, as they are not with TLS.
+    const connected = () => (server.output().match(/\] Connected/g) ?? []).length;
+    const seen = connected();
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.is(connected(), seen, server.output());
   } finally {
     execFileSync('bash', [SCRIPT, 'stop', ha]);
     await server.dispose();
