@@ -241,12 +241,16 @@ export class FerryServer {
               (peer) => {
                 proxied.set(key, peer);
                 raw.once('close', () => proxied.delete(key));
-                if (tlsServer) tlsServer.emit('connection', raw);
-                else {
+                const plain = () => {
                   onSocket(raw);
                   // readProxyHeader left it paused, so that nothing it gave back was lost; the session reads it now.
                   if (!raw.destroyed) raw.resume();
-                }
+                };
+                if (tlsServer) tlsServer.emit('connection', raw);
+                else if (peer !== null || raw.readableLength > 0) plain();
+                // The balancer's own connection (a LOCAL header): a health check closes without sending a byte, and
+                // is not logged, as it is not with TLS (where it never finishes a handshake).
+                else void firstBytes(raw, this.options.handshakeTimeoutMs).then((came) => (came ? plain() : raw.destroy()));
               },
               (err: Error) => {
                 this.log.info(`[${host}] refused: ${err.message}`);
@@ -395,4 +399,24 @@ async function listen(listener: net.Server, port: number, host: string | null): 
     if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL' && code !== 'EINVAL') throw err;
     await attempt({ port, host: '0.0.0.0' });
   }
+}
+
+/** Resolves true once `socket` has bytes to read (given back to it, paused), false when it closed or `ms` passed first. */
+function firstBytes(socket: net.Socket, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (chunk: Buffer | null): void => {
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('close', onClose);
+      socket.pause();
+      if (chunk !== null) socket.unshift(chunk);
+      resolve(chunk !== null);
+    };
+    const onData = (chunk: Buffer): void => done(chunk);
+    const onClose = (): void => done(null);
+    const timer = setTimeout(() => done(null), ms);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.resume();
+  });
 }

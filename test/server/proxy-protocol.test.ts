@@ -9,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Command, IPv4Address, IPv4ProxyAddress, IPv6Address, IPv6ProxyAddress, TransportProtocol, V2ProxyProtocol } from 'proxy-protocol-js';
 import { readServeConfig } from '../../src/cli/config.ts';
+import { PREAMBLE } from '../../src/protocol/frame.ts';
 import { examine, peerOf, ProxyAllowList } from '../../src/server/proxy-protocol.ts';
 import { childEnv, runFerry, startServer, tempDir, cleanup, type ServerHandle } from '../e2e/harness.ts';
 
@@ -127,6 +128,28 @@ e2e('from anyone else: a PROXY header is refused, a plain ferry client is served
   const r = await server.connect('plain_user', 'password1', ['LIST'], { signup: true });
   assert.is(r.code, 0, r.stderr);
   await server.waitFor(/\[#\d+ 127\.0\.0\.1:\d+\] Connected/);
+});
+
+e2e('plain TCP (--insecure): a balancer\'s LOCAL connection (a health check) that sends nothing is not logged; one that speaks is served', async () => {
+  const server = await startServer({ args: ['--insecure', '--proxy-protocol', '127.0.0.1/32'] });
+  servers.push(server);
+  const local = () => new Promise<net.Socket>((resolve, reject) => {
+    const socket = net.connect(server.port, '127.0.0.1', () => resolve(socket));
+    socket.once('error', reject);
+  });
+  // As HAProxy's check: the header, a moment, then gone (a reset). It used to become a session: "Connected", "Disconnected".
+  const check = await local();
+  check.write(v2(Command.LOCAL, v4([0, 0, 0, 0], 0)));
+  await new Promise((r) => setTimeout(r, 300));
+  check.resetAndDestroy();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.not.match(server.output(), /\] Connected/, server.output());
+  // The header and then the protocol: a session (LOCAL names no client: the connection's own address).
+  const speaks = await local();
+  speaks.write(v2(Command.LOCAL, v4([0, 0, 0, 0], 0)));
+  speaks.write(Buffer.from(PREAMBLE));
+  await server.waitFor(/\[#\d+ 127\.0\.0\.1:\d+\] Connected/);
+  speaks.destroy();
 });
 
 e2e('a bad --proxy-protocol entry stops ferry serve with one line', async () => {
