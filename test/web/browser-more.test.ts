@@ -354,6 +354,10 @@ async function cutMidUpload(user: string, name: string, cut: (relay: Relay) => v
   try {
     await page.setInputFiles('#pick-files', file);
     await progressPast(page, 0.2);
+    // What the server has, not what the browser counts as sent (socket buffers hold several MiB between): 24 MiB
+    // through the relay, so that an object store has kept whole parts (8 MiB each) to resume from. At 20% of the
+    // browser's count alone, the fresh-clone CI once cut before the store kept any, and the upload began again at 0.
+    await eventually(async () => relay.busiestBytes >= 24 * MiB, 30_000, '24 MiB through the relay');
     cut(relay);
   } finally {
     relay.rate = Infinity;
