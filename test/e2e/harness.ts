@@ -297,13 +297,33 @@ export async function listHome(server: ServerHandle, user: string, folder = ''):
   return names.sort();
 }
 
-/** Uploads of a user kept in progress: partial files on disk, multipart uploads in the object store. */
-export async function partialsOf(server: ServerHandle, user: string): Promise<string[]> {
+/**
+ * The bytes a user's uploads in progress have kept so far, what a resume could start from: the partial files' sizes
+ * on disk, the parts the object store holds of its multipart uploads.
+ */
+export async function keptBytesOf(server: ServerHandle, user: string): Promise<number> {
   const storage = storageOf(server);
   if (storage === null) {
     const dir = join(server.dataDir, '.partial', user);
-    return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.part')).sort() : [];
+    return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.part')).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0) : 0;
   }
+  const { ListPartsCommand } = await import('@aws-sdk/client-s3');
+  return withUploadsOf(storage, user, async (client, bucket, uploads) => {
+    let sum = 0;
+    for (const u of uploads) {
+      const parts = await client.send(new ListPartsCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }));
+      for (const part of parts.Parts ?? []) sum += part.Size ?? 0;
+    }
+    return sum;
+  });
+}
+
+/** The multipart uploads under a user's home in the object store, with a client to ask more (closed after `fn`). */
+async function withUploadsOf<T>(
+  storage: { url: string; endpoint?: string },
+  user: string,
+  fn: (client: import('@aws-sdk/client-s3').S3Client, bucket: string, uploads: import('@aws-sdk/client-s3').MultipartUpload[]) => Promise<T>,
+): Promise<T> {
   const { ListMultipartUploadsCommand } = await import('@aws-sdk/client-s3');
   const { makeS3Client } = await import('../../src/storage/s3/client.ts');
   const { parseS3Url } = await import('../../src/storage/s3/mod.ts');
@@ -311,8 +331,18 @@ export async function partialsOf(server: ServerHandle, user: string): Promise<st
   const client = makeS3Client(storage.endpoint ? { endpoint: storage.endpoint } : {});
   try {
     const out = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: `${prefix ? `${prefix}/` : ''}homes/${user}/` }));
-    return (out.Uploads ?? []).map((u) => u.Key ?? '').sort();
+    return await fn(client, bucket, out.Uploads ?? []);
   } finally {
     client.destroy();
   }
+}
+
+/** Uploads of a user kept in progress: partial files on disk, multipart uploads in the object store. */
+export async function partialsOf(server: ServerHandle, user: string): Promise<string[]> {
+  const storage = storageOf(server);
+  if (storage === null) {
+    const dir = join(server.dataDir, '.partial', user);
+    return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.part')).sort() : [];
+  }
+  return withUploadsOf(storage, user, async (_client, _bucket, uploads) => uploads.map((u) => u.Key ?? '').sort());
 }

@@ -64,11 +64,6 @@ export class Relay {
     });
   }
 
-  /** The bytes from the browser on the connection that has carried the most (during an upload: its link's). */
-  get busiestBytes(): number {
-    return Math.max(0, ...[...this.#pairs].map((p) => p.bytes));
-  }
-
   /** Drops the one connection that has carried the most bytes from the browser (during an upload: its link's). */
   cutBusiest(): void {
     const busiest = [...this.#pairs].sort((a, b) => b.bytes - a.bytes)[0];
