@@ -16,6 +16,17 @@ cmd=${1:-}
 DIR=${2:-}
 die() { echo "haproxy.sh: $*" >&2; exit 1; }
 
+# One `server` line per backend port, s1, s2, ...; with a backend name, each tracks that backend's health check of it.
+server_lines() {
+  local track=$1 i=1 p
+  shift
+  for p in "$@"; do
+    [[ "$p" =~ ^[0-9]+$ ]] || die "not a port: $p"
+    echo "    server s$i 127.0.0.1:$p${track:+ track $track/s$i}"
+    i=$((i + 1))
+  done
+}
+
 start() {
   shift 2
   [ $# -ge 1 ] || die "usage: $0 start DIR PORT [PORT...]"
@@ -49,12 +60,7 @@ start() {
     echo "backend ferry_servers"
     echo "    balance leastconn"
     echo "    default-server check inter 500ms fall 2 rise 1 send-proxy-v2 check-send-proxy"
-    local i=1
-    for p in "$@"; do
-      [[ "$p" =~ ^[0-9]+$ ]] || die "not a port: $p"
-      echo "    server s$i 127.0.0.1:$p"
-      i=$((i + 1))
-    done
+    server_lines "" "$@"
     # A browser's connections (the page, its WebSocket, its upload and download links) must reach one server: a link
     # is served by the server whose session made it. They stick by the client's address (to another server when
     # that one is down).
@@ -63,11 +69,7 @@ start() {
     echo "    stick-table type ip size 100k expire 1h"
     echo "    stick on src"
     echo "    default-server send-proxy-v2"
-    i=1
-    for p in "$@"; do
-      echo "    server s$i 127.0.0.1:$p track ferry_servers/s$i"
-      i=$((i + 1))
-    done
+    server_lines ferry_servers "$@"
   } >"$DIR/haproxy.cfg"
   echo "$port" >"$DIR/port"
   haproxy -c -q -f "$DIR/haproxy.cfg" || die "configuration refused (see $DIR/haproxy.cfg)"

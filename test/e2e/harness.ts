@@ -131,13 +131,13 @@ export async function waitUntil(check: () => boolean, timeoutMs: number, what: s
   }
 }
 
+/** ferry serve's banner line (not, say, Node's "Debugger listening on ws://…" when the inspector is on). */
+const BANNER = /^listening on \S+:(\d+) \(/m;
+
 /**
  * Starts `ferry serve` on 127.0.0.1 (or `host`; null: ferry's default) with an OS-chosen port; resolves once it
  * prints its banner.
  */
-/** ferry serve's banner line (not, say, Node's "Debugger listening on ws://…" when the inspector is on). */
-const BANNER = /^listening on \S+:(\d+) \(/m;
-
 export async function startServer(options: { dataDir?: string; home?: string; args?: string[]; env?: Record<string, string>; host?: string | null; port?: number } = {}): Promise<ServerHandle> {
   const root = options.dataDir ? null : tempDir();
   const dataDir = options.dataDir ?? join(root as string, 'data');

@@ -5,21 +5,21 @@
 // client's connections to one server, and does (it sticks by the client's address). Then that server is killed: the
 // page says so, logs in again on the survivor, and goes on there.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { waitUntil, type ServerHandle } from '../e2e/harness.ts';
 import { testWhen } from '../skip.ts';
+import { chromiumMissing, enter, launchChromium } from '../web/chromium.ts';
 import { clusterMissing, startCluster, stopCluster, type Cluster } from './cluster.ts';
 
 const t = suite('the page through HAProxy, two servers, one database, one object store');
-const CHROMIUM = '/usr/bin/chromium';
-const missing = () => clusterMissing() ?? (existsSync(CHROMIUM) ? null : 'no Chromium: apt-get install -y chromium');
+const missing = () => clusterMissing() ?? chromiumMissing();
 
-let cluster: (Cluster & { browser: BrowserContext }) | null = null;
+let cluster: Cluster | null = null;
 let browser: BrowserContext | null = null;
 
 /** The SPKI pin of what a TLS server at `port` presents. */
@@ -36,19 +36,11 @@ async function spkiAt(port: number): Promise<string> {
 }
 
 /** The cluster, started once for the file, and a Chromium that knows only the balancer (and pins its certificate). */
-async function up(): Promise<Cluster & { browser: BrowserContext }> {
-  if (cluster) return cluster;
-  const c = await startCluster({ prefix: 'scaleout-page' });
-  cluster = { ...c, browser: (browser = await chromium.launchPersistentContext(join(c.dir, 'profile'), {
-    executablePath: CHROMIUM,
-    viewport: { width: 1200, height: 800 },
-    acceptDownloads: true,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${await spkiAt(c.haPort)}`,
-    ],
-  })) };
-  return cluster;
+async function up(): Promise<{ c: Cluster; browser: BrowserContext }> {
+  // Each kept as soon as it is up, for t.after to stop, whatever fails after.
+  cluster ??= await startCluster({ prefix: 'scaleout-page' });
+  browser ??= await launchChromium(join(cluster.dir, 'profile'), [await spkiAt(cluster.haPort)], { acceptDownloads: true });
+  return { c: cluster, browser };
 }
 
 t.after(async () => {
@@ -57,13 +49,6 @@ t.after(async () => {
 });
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-async function enter(page: Page, user: string, password: string, how: 'Log in' | 'Sign up'): Promise<void> {
-  await page.fill('#user', user);
-  await page.fill('#password', password);
-  await page.getByRole('button', { name: how, exact: true }).click();
-  await page.waitForSelector('text=Total directory size', { timeout: 15_000 });
-}
 
 /** Uploads `files` by the page's file button; resolves when the page says all arrived. */
 async function upload(page: Page, files: string[]): Promise<void> {
@@ -92,8 +77,8 @@ function whoServes(c: Cluster, user: string): [ServerHandle, ServerHandle] {
 }
 
 testWhen(t, missing, 'through the balancer: uploads and downloads by link, all verified, every connection of the page on one server', async () => {
-  const c = await up();
-  const page = await c.browser.newPage();
+  const { c, browser: b } = await up();
+  const page = await b.newPage();
   await page.goto(`https://127.0.0.1:${c.haPort}/`);
   await enter(page, 'wanda', 'password-wanda', 'Sign up');
   const files = [1, 2, 3].map((i) => {
@@ -118,8 +103,8 @@ testWhen(t, missing, 'through the balancer: uploads and downloads by link, all v
 
 // Last: it kills a server.
 testWhen(t, missing, 'the server of the page’s session killed: the page says so, logs in again on the other one, and goes on there', async () => {
-  const c = await up();
-  const page = await c.browser.newPage();
+  const { c, browser: b } = await up();
+  const page = await b.newPage();
   await page.goto(`https://127.0.0.1:${c.haPort}/`);
   await enter(page, 'xena', 'password-xena', 'Sign up');
   const [serving, survivor] = whoServes(c, 'xena');

@@ -7,14 +7,15 @@
 // (so "while in progress" does not depend on this machine's speed) and cut every connection at once, as a network
 // that drops does. (Playwright's setOffline neither closes an open WebSocket nor stops an upload already sending.)
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { formatBytes } from '../../src/core/size.ts';
 import { cleanup, inHome, keptBytesOf, listHome, partialsOf, readHome, startServer, tempDir, type ServerHandle } from '../e2e/harness.ts';
 import { testWhen } from '../skip.ts';
+import { chromiumMissing, enter, launchChromium } from './chromium.ts';
 import { Relay } from './relay.ts';
 
 // What runs in the page (page.evaluate, waitForFunction) sees the DOM; this file is type-checked without its types.
@@ -24,10 +25,9 @@ declare const DataTransfer: any; // eslint-disable-line @typescript-eslint/no-ex
 declare const File: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 declare const navigator: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const CHROMIUM = '/usr/bin/chromium';
 const MiB = 1024 * 1024;
 const t = suite('more of the page in a real browser (Chromium)');
-const missing = () => (existsSync(CHROMIUM) ? null : 'no Chromium: apt-get install -y chromium');
+const missing = chromiumMissing;
 
 /** 10 MiB and 3 files each. */
 const QUOTA = `plugins:
@@ -66,14 +66,7 @@ async function setUp(): Promise<World> {
   started.servers.push(plain);
   const relay = (started.relay = await Relay.start(plain.port));
   // The browser trusts exactly the two servers' keys (SPKI pins), as a user who compared the fingerprints would.
-  const browser = (started.browser = await chromium.launchPersistentContext(join(work, 'profile'), {
-    executablePath: CHROMIUM,
-    viewport: { width: 1200, height: 800 },
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${spkiOf(quota)},${spkiOf(plain)}`,
-    ],
-  }));
+  const browser = (started.browser = await launchChromium(join(work, 'profile'), [spkiOf(quota), spkiOf(plain)]));
   world = { quota, plain, relay, browser, work };
   return world;
 }
@@ -100,13 +93,6 @@ async function open(b: BrowserContext, port: number, deviceMemoryGiB?: number): 
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(`https://127.0.0.1:${port}/`);
   return { page, errors };
-}
-
-async function enter(page: Page, user: string, password: string, how: 'Log in' | 'Sign up'): Promise<void> {
-  await page.fill('#user', user);
-  await page.fill('#password', password);
-  await page.getByRole('button', { name: how, exact: true }).click();
-  await page.waitForSelector('text=Total directory size', { timeout: 15_000 });
 }
 
 const sha = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');

@@ -5,13 +5,14 @@
 // user who sees nothing of the first, a file named like HTML, CLRLOG refused and done. With FERRY_SCREENSHOTS=DIR
 // the main screens are saved there (docs/img/ in the README).
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { childEnv, cleanup, inHome, readHome, runFerry, startServer, tempDir, type ServerHandle } from '../e2e/harness.ts';
 import { testWhen } from '../skip.ts';
+import { chromiumMissing, enter, launchChromium } from './chromium.ts';
 import { Relay } from './relay.ts';
 
 // What runs in the page (page.evaluate, waitForFunction) sees the DOM; this file is type-checked without its types.
@@ -19,9 +20,8 @@ import { Relay } from './relay.ts';
 declare const document: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 declare function getComputedStyle(element: unknown): { backgroundColor: string };
 
-const CHROMIUM = '/usr/bin/chromium';
 const t = suite('the page in a real browser (Chromium)');
-const missing = () => (existsSync(CHROMIUM) ? null : 'no Chromium: apt-get install -y chromium');
+const missing = chromiumMissing;
 const SHOTS = process.env.FERRY_SCREENSHOTS ?? '';
 
 let server: ServerHandle | null = null;
@@ -42,15 +42,7 @@ async function setUp(): Promise<{ server: ServerHandle; browser: BrowserContext;
   const hex = createHash('sha256').update(cert.raw).digest('hex').toUpperCase().replace(/(..)(?!$)/g, '$1:');
   assert.ok(server.output().includes(`as a browser shows it (SHA-256): ${hex}\n`), 'the banner gives the hex form a browser shows');
   const spki = createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
-  browser = await chromium.launchPersistentContext(join(work, 'profile'), {
-    executablePath: CHROMIUM,
-    acceptDownloads: true,
-    viewport: { width: 1200, height: 800 },
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${spki}`,
-    ],
-  });
+  browser = await launchChromium(join(work, 'profile'), [spki], { acceptDownloads: true });
   return { server, browser, work };
 }
 
@@ -67,13 +59,6 @@ async function open(b: BrowserContext, s: ServerHandle, via?: Relay): Promise<Pa
   page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
   await page.goto(`https://127.0.0.1:${via?.port ?? s.port}/`);
   return page;
-}
-
-async function enter(page: Page, user: string, password: string, how: 'Log in' | 'Sign up'): Promise<void> {
-  await page.fill('#user', user);
-  await page.fill('#password', password);
-  await page.getByRole('button', { name: how, exact: true }).click();
-  await page.waitForSelector('text=Total directory size', { timeout: 15_000 });
 }
 
 async function shot(page: Page, name: string): Promise<void> {
